@@ -1,0 +1,20 @@
+"""unetkit: U-Net segmentation, faithful to Ronneberger et al. 2015, fast on a CPU."""
+
+__version__ = "0.1.0"
+
+from .checkpoint import load  # noqa: E402
+from .config import DataConfig, ModelConfig  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .model import PRESETS, UNet, create_model, preset_config  # noqa: E402
+
+__all__ = [
+    "UNet",
+    "ModelConfig",
+    "DataConfig",
+    "UserError",
+    "PRESETS",
+    "create_model",
+    "preset_config",
+    "load",
+    "__version__",
+]

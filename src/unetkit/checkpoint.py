@@ -1,0 +1,128 @@
+"""The run folder: weights, configs and training state, written atomically.
+
+    RUN/model.safetensors   last weights (safetensors: loading never runs code)
+    RUN/best.safetensors    best validation weights, when validation ran
+    RUN/config.json         {"model": ModelConfig, "data": DataConfig, ...}
+    RUN/train_state.pt      optimizer, scheduler, RNG, epoch, step (weights_only=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io as _bytes_io
+import json
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import DataConfig, ModelConfig, from_dict, to_dict
+from .errors import UserError
+from .io import atomic_path, write_text
+from .model import UNet
+
+CONFIG_FILE = "config.json"
+STATE_FILE = "train_state.pt"
+WEIGHT_FILES = {"last": "model.safetensors", "best": "best.safetensors"}
+
+
+@dataclasses.dataclass
+class Run:
+    """A loaded run: the model (in eval mode), its data config and the whole config dict."""
+
+    model: UNet
+    data: DataConfig
+    config: dict
+    path: Path
+
+
+def save_config(run_dir: str | Path, model_config: ModelConfig, data_config: DataConfig, **sections) -> None:
+    """Write `config.json`: the resolved configs, each section a dict."""
+    config = {"unetkit_version": __version__, "model": to_dict(model_config), "data": to_dict(data_config)}
+    config.update({k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in sections.items()})
+    write_text(Path(run_dir) / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+
+
+def save_weights(run_dir: str | Path, model: torch.nn.Module, which: str = "last") -> Path:
+    """Write the model's weights as safetensors, atomically."""
+    from safetensors.torch import save
+
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(run_dir) / WEIGHT_FILES[which]
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(save(state, metadata={"unetkit_version": __version__}))
+    return path
+
+
+def save_train_state(run_dir: str | Path, state: dict) -> None:
+    """Write the training state (tensors, numbers, strings only), atomically."""
+    buffer = _bytes_io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(Path(run_dir) / STATE_FILE) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def load_train_state(run_dir: str | Path) -> dict | None:
+    """The training state, or None when the run has none. Never unpickles code."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - includes the UnpicklingError of a hostile file
+        reason = str(exc).splitlines()[0][:200]
+        raise UserError(
+            f"training state rejected ({reason})", path=path, fix="delete it to restart training from the weights"
+        ) from None
+
+
+def read_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise UserError("not a unetkit run folder (no config.json)", path=run_dir, fix="pass the --out folder of `unetkit train`")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"unreadable config ({exc})", path=path, fix="restore config.json from the run") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise UserError("config has no 'model' section", path=path, fix="restore config.json from the run")
+    return config
+
+
+def load_run(run_dir: str | Path, weights: str = "auto") -> Run:
+    """Load a run folder. `weights`: "best", "last", or "auto" (best if present, else last)."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    source = str(run_dir / CONFIG_FILE)
+    model = UNet(from_dict(ModelConfig, config["model"], source=source))
+    data = from_dict(DataConfig, config.get("data", {}), source=source)
+    if weights == "auto":
+        weights = "best" if (run_dir / WEIGHT_FILES["best"]).exists() else "last"
+    load_weights(model, run_dir / WEIGHT_FILES[weights])
+    return Run(model=model.eval(), data=data, config=config, path=run_dir)
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load safetensors weights into `model`, with a clear error on any mismatch."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError("weights not found", path=path, fix="train first, or pass the right run folder")
+    try:
+        state = load_file(path)
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated file
+        raise UserError(f"unreadable weights ({exc})", path=path, fix="restore the file or retrain") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"weights do not fit the model ({first})", path=path, fix="check config.json beside it") from None
+
+
+def load(run_dir: str | Path, weights: str = "auto") -> UNet:
+    """The trained model of a run folder, in eval mode (`run.data` holds its DataConfig)."""
+    run = load_run(run_dir, weights)
+    run.model.data_config = run.data
+    return run.model

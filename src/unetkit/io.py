@@ -1,0 +1,225 @@
+"""Read and write images, masks and stacks; every write is atomic.
+
+Images come back channels-first, `(C, H, W)`, in their stored dtype. PNG and
+JPEG go through Pillow, TIFF through tifffile. A multi-page TIFF is a stack of
+images, one per page, unless its axes name a channel axis (`C` or `S`), as
+tifffile writes with `metadata={"axes": "CYX"}` or for samples per pixel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def is_tiff(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in TIFF_SUFFIXES
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files in `folder` (not recursive), sorted by name; hidden files skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError("folder not found", path=folder, fix="pass an existing folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise UserError(
+            "no images in folder", path=folder, fix=f"put {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files there"
+        )
+    return files
+
+
+def count_pages(path: str | Path) -> int:
+    """Number of images in a file: pages of a TIFF stack, else 1."""
+    if not is_tiff(path):
+        return 1
+    with _opening(path):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if _has_channel_axis(series.axes) or len(series.shape) == 2:
+                return 1
+            return int(series.shape[0])
+
+
+def read_image(path: str | Path, page: int | None = None) -> np.ndarray:
+    """An image as a `(C, H, W)` array in its stored dtype. `page` picks one image of a stack."""
+    array, axes = _read_raw(path)
+    return _to_chw(array, axes, path, page)
+
+
+def read_mask(path: str | Path, page: int | None = None) -> np.ndarray:
+    """A mask as an `(H, W)` integer array of raw values (see `data.mask_to_classes`)."""
+    image = read_image(path, page)
+    if image.shape[0] != 1:
+        # An RGB-saved grey mask (all channels equal) is common: accept it.
+        if not all(np.array_equal(image[0], c) for c in image[1:]):
+            raise UserError(
+                f"mask has {image.shape[0]} different channels", path=path, fix="save masks as one-channel label images"
+            )
+    mask = image[0]
+    if mask.dtype == bool:
+        return mask.astype(np.uint8)
+    if np.issubdtype(mask.dtype, np.floating):
+        if not np.all(np.isfinite(mask)) or not np.array_equal(mask, np.round(mask)):
+            raise UserError("mask holds non-integer values", path=path, fix="save masks as integer class ids")
+        return mask.astype(np.int64)
+    return mask
+
+
+def _read_raw(path: str | Path) -> tuple[np.ndarray, str]:
+    path = Path(path)
+    with _opening(path):
+        if is_tiff(path):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return series.asarray(), series.axes
+        from PIL import Image
+
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P":  # palette masks: the indices are the labels
+                return np.asarray(img), "YX"
+            if img.mode in ("LA", "RGBA", "PA"):
+                img = img.convert("RGB") if img.mode != "LA" else img.convert("L")
+            if img.mode in ("CMYK", "YCbCr", "HSV"):
+                img = img.convert("RGB")
+            array = np.asarray(img)
+            return array, "YX" if array.ndim == 2 else "YXS"
+
+
+@contextlib.contextmanager
+def _opening(path: str | Path):
+    """Turn every way a file read can fail into a one-line UserError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError("file not found", path=path, fix="check the path")
+    try:
+        yield
+    except UserError:
+        raise
+    except MemoryError:
+        raise UserError("image too large to hold in memory", path=path, fix="use a tiled TIFF and streaming prediction") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder's error means an unreadable file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"cannot read image ({reason})", path=path, fix="re-export it as PNG or TIFF; it may be truncated or corrupt"
+        ) from None
+
+
+def _has_channel_axis(axes: str) -> bool:
+    return "C" in axes or "S" in axes
+
+
+def _to_chw(array: np.ndarray, axes: str, path, page: int | None) -> np.ndarray:
+    """Normalise a decoded array to (C, H, W), picking `page` from a stack."""
+    axes = axes.upper()
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 3 and _has_channel_axis(axes):
+        channel = axes.index("S") if "S" in axes else axes.index("C")
+        array = np.moveaxis(array, channel, 0)
+    elif array.ndim == 3:  # a stack of 2-D pages
+        if page is None:
+            if array.shape[0] != 1:
+                raise UserError(
+                    f"file is a stack of {array.shape[0]} images", path=path, fix="read it page by page (page=...)"
+                )
+            page = 0
+        if not 0 <= page < array.shape[0]:
+            raise UserError(f"page {page} not in stack of {array.shape[0]}", path=path, fix="use a valid page index")
+        return array[page][None]
+    elif array.ndim == 4 and _has_channel_axis(axes):  # stack of multi-channel pages
+        channel = axes.index("S") if "S" in axes else axes.index("C")
+        array = np.moveaxis(array, channel, -1)
+        page = 0 if page is None else page
+        if not 0 <= page < array.shape[0]:
+            raise UserError(f"page {page} not in stack of {array.shape[0]}", path=path, fix="use a valid page index")
+        return np.moveaxis(array[page], -1, 0)
+    else:
+        raise UserError(f"unsupported image shape {array.shape} (axes {axes})", path=path, fix="save 2-D images")
+    if page not in (None, 0):
+        raise UserError(f"page {page} requested but file holds one image", path=path, fix="drop the page index")
+    if 0 in array.shape:
+        raise UserError(f"image is empty (shape {array.shape})", path=path, fix="re-export the image")
+    return array
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path`; rename it over `path` only on success.
+
+    A crash or error midway never leaves a partial file under the final name.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise UserError(f"cannot write ({exc.strerror})", path=path, fix="choose a writable output folder") from None
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write ({exc.strerror})", path=path, fix="free disk space or choose another folder") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_image(path: str | Path, image: np.ndarray, *, compress: bool = True) -> None:
+    """Write an `(H, W)` or `(C, H, W)` array atomically; the suffix picks PNG, JPEG or TIFF.
+
+    Arrays PNG cannot hold (float, > 4 channels, huge) must go to TIFF.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise UserError(f"unknown image suffix {suffix!r}", path=path, fix=f"use one of {', '.join(IMAGE_SUFFIXES)}")
+    hwc = image if image.ndim == 2 else np.moveaxis(image, 0, -1)
+    with atomic_path(path) as tmp:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            axes = "YX" if image.ndim == 2 else "CYX"
+            tifffile.imwrite(tmp, image, metadata={"axes": axes}, compression="zlib" if compress else None)
+        else:
+            from PIL import Image
+
+            if image.ndim == 3 and image.shape[0] == 1:
+                hwc = hwc[..., 0]
+            if hwc.dtype == bool:
+                hwc = hwc.astype(np.uint8) * 255
+            if hwc.dtype not in (np.uint8, np.uint16) or (hwc.dtype == np.uint16 and hwc.ndim == 3):
+                raise UserError(
+                    f"{hwc.dtype} {'colour ' if hwc.ndim == 3 else ''}data does not fit a {suffix} file",
+                    path=path,
+                    fix="write it as .tif",
+                )
+            fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}[suffix]
+            Image.fromarray(hwc).save(tmp, format=fmt)

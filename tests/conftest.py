@@ -1,0 +1,14 @@
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ISBI = ROOT.parent / "shared" / "data" / "isbi2012"
+
+
+@pytest.fixture
+def isbi_dir() -> Path:
+    """The ISBI 2012 data beside the checkout; tests using it skip where it is absent."""
+    if not (ISBI / "train" / "images").is_dir():
+        pytest.skip("ISBI 2012 data not found at ../shared/data/isbi2012")
+    return ISBI
