@@ -119,3 +119,105 @@ def load_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise UserError("config must be a mapping at the top level", path=path, fix="write key: value pairs")
     return data
+
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "poly", "constant")
+LOSSES = ("ce", "dice", "ce+dice")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Random transforms applied to every training patch (image, mask and weight map together).
+
+    Geometry (elastic, rotation, scale, flip, shift) is composed into one sampling
+    grid; grey-value changes touch the image only. Zero switches a transform off.
+    """
+
+    enabled: bool = True
+    elastic_std: float = 10.0  # px: std of the displacements on the coarse grid (the paper's 10)
+    elastic_grid: int = 3  # coarse grid points per side (the paper's 3 x 3)
+    rotate: float = 180.0  # max |angle| in degrees
+    scale: float = 0.15  # zoom factor drawn log-uniformly in [1/(1+s), 1+s]
+    shift: float = 8.0  # max px, on top of the random patch position
+    flip: bool = True  # mirror; with rotation this covers all 8 dihedral poses
+    brightness: float = 0.1  # added, uniform in +-b (normalised intensity units)
+    contrast: float = 0.2  # factor uniform in 1 +- c, around the patch mean
+    gamma: float = 0.2  # exponent drawn log-uniformly in [1/(1+g), 1+g]
+    noise: float = 0.03  # Gaussian noise, std uniform in [0, noise]
+    blur: float = 1.0  # Gaussian blur, sigma uniform in [0, blur] px ...
+    blur_prob: float = 0.2  # ... applied to this share of the patches
+
+    def __post_init__(self):
+        if not (isinstance(self.elastic_grid, int) and self.elastic_grid >= 2):
+            raise ValueError(f"elastic_grid must be an integer >= 2, got {self.elastic_grid!r}")
+        for name in ("elastic_std", "rotate", "scale", "shift", "brightness", "contrast", "gamma", "noise", "blur"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.blur_prob <= 1 or self.contrast >= 1:
+            raise ValueError("blur_prob must be in [0, 1] and contrast below 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a run trains: stop conditions, optimisation, loss, sampling, split, devices.
+
+    `None` means "chosen from the data or the model" (see `engine.resolve_train_config`);
+    the run folder stores the resolved values.
+    """
+
+    preset: str = "default"
+    epochs: int | None = None  # stop conditions: whichever comes first; none given: 50 epochs
+    steps: int | None = None
+    time_budget: float | None = None  # minutes of this invocation; stops cleanly and saves
+    batch_size: int = 4  # global: split across DDP processes
+    patch_size: int | None = None  # network input side; None: 256 or the images' size if smaller
+    samples_per_epoch: int | None = None  # None: enough patches to cover the training images once
+    optimizer: str = "adamw"
+    lr: float | None = None  # None: 1e-3 for AdamW, 1e-2 for SGD
+    weight_decay: float = 1e-4
+    momentum: float = 0.99  # SGD, the paper's value
+    schedule: str = "cosine"
+    warmup_steps: int | None = None  # linear warm-up; None: 5% of the steps, at most 100
+    loss: str = "ce"
+    weight_map: bool = True  # the paper's border weights (w0, sigma) on top of class balance
+    w0: float = 10.0
+    sigma: float = 5.0
+    class_weights: str = "auto"  # "auto" (inverse frequency), "none", or "w0,w1,..."
+    fg_oversample: float = 0.0  # share of patches centred on a random foreground pixel
+    val_fraction: float = 0.2  # the last files by name are held out
+    val_names: tuple[str, ...] | None = None  # explicit held-out stems (stack pages: "stem:page")
+    folds: int | None = None  # k-fold: hold out fold `fold` of `folds` contiguous blocks
+    fold: int = 0
+    seed: int = 0
+    workers: int = 0  # DataLoader worker processes (cropping only; augmentation runs on the device)
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA only
+    grad_clip: float = 1.0  # max gradient norm; 0 switches clipping off
+    deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
+    save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
+    sync_bn: bool = False  # SyncBatchNorm across DDP processes
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        if isinstance(self.augment, dict):  # from config.json
+            object.__setattr__(self, "augment", from_dict(AugmentConfig, self.augment, source="augment"))
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("loss", self.loss, LOSSES)
+        for name in ("epochs", "steps", "batch_size", "patch_size", "samples_per_epoch", "folds"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError(f"time_budget must be positive minutes, got {self.time_budget!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not 0 <= self.fg_oversample <= 1:
+            raise ValueError(f"fg_oversample must be in [0, 1], got {self.fg_oversample!r}")
+        if self.folds is not None and not 0 <= self.fold < self.folds:
+            raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold!r}")
+        if self.folds is not None and self.val_names:
+            raise ValueError("give either folds or val_names, not both")
+        if self.workers < 0 or self.save_every < 0 or self.grad_clip < 0:
+            raise ValueError("workers, save_every and grad_clip must be >= 0")
