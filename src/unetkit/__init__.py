@@ -5,12 +5,14 @@ __version__ = "0.1.0"
 from .checkpoint import load  # noqa: E402
 from .config import DataConfig, ModelConfig  # noqa: E402
 from .errors import UserError  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
 from .model import PRESETS, UNet, create_model, preset_config  # noqa: E402
 
 __all__ = [
     "UNet",
     "ModelConfig",
     "DataConfig",
+    "evaluate",
     "UserError",
     "PRESETS",
     "create_model",

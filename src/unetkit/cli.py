@@ -46,10 +46,42 @@ def _demo(args: argparse.Namespace) -> None:
     _model(argparse.Namespace(preset="default", input_size=None, in_channels=None, classes=None))
 
 
+def _evaluate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, help="folder of predictions: NAME_probs.tif, NAME_labels.png or NAME.png")
+    parser.add_argument("--gt", required=True, help="folder of ground-truth masks, paired by file stem")
+    parser.add_argument("--boundary-class", type=int, help="class that separates objects (membrane: 0 for ISBI); enables Rand, information and warping errors")
+    parser.add_argument("--ignore-index", type=int, help="ground-truth value that counts in no metric")
+    parser.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
+    parser.add_argument("--threshold-sweep", action="store_true", help="ISBI 2012 sweep over t = 0, 0.1, ...: best threshold and the value at 0.5")
+    parser.add_argument("--instances", action="store_true", help="also AP at IoU 0.5:0.95, F1 and SEG of connected objects")
+    parser.add_argument("--no-warping", action="store_true", help="skip the warping error (the slowest score)")
+    parser.add_argument("--json", help="write all results to this JSON file")
+    parser.add_argument("--report", help="write report.html and its PNGs into this folder")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate, format_summary
+
+    results = evaluate(
+        args.pred,
+        args.gt,
+        boundary_class=args.boundary_class,
+        ignore_index=args.ignore_index,
+        n_classes=args.classes,
+        threshold_sweep=args.threshold_sweep,
+        instances=args.instances,
+        warping=not args.no_warping,
+        json_path=args.json,
+        report_dir=args.report,
+    )
+    print(format_summary(results))
+
+
 # name -> (help, add_arguments, run); commands register here.
 COMMANDS = {
     "model": ("print a preset's layers, parameters, FLOPs and sizes", _model_args, _model),
     "demo": ("train, predict and evaluate on the embedded data; write a report", _demo_args, _demo),
+    "evaluate": ("score predictions against ground truth (IoU, Dice, ISBI 2012 errors); JSON and HTML report", _evaluate_args, _evaluate),
 }
 
 
