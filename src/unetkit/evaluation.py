@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DataConfig
+from .data import MASK_STEM_SUFFIXES, _shown, mask_to_classes
 from .errors import UserError
 from .io import count_pages, list_images, read_image, read_mask, write_text
 from . import metrics
@@ -41,7 +42,6 @@ from .metrics import InstanceCounts, SweepCounts
 
 PRED_ROLES = {"_probs": "probs", "_instances": "instances", "_labels": "labels"}  # stem ending -> role
 SKIPPED_STEM_SUFFIXES = ("_overlay",)
-GT_STEM_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_gt", "_seg")
 ISBI_KEYS = ("rand_error", "info_error", "warping_error", "pixel_error_fscore")
 PROBABILITY_TOLERANCE = 1e-3  # float rounding (e.g. softmax sums) may overshoot [0, 1] a little
 
@@ -58,7 +58,7 @@ class PredictionPair:
 
     @property
     def name(self) -> str:
-        stem = _strip(self.gt.stem, GT_STEM_SUFFIXES)
+        stem = _strip(self.gt.stem, MASK_STEM_SUFFIXES)
         return stem if self.page is None else f"{stem}:{self.page}"
 
     @property
@@ -96,11 +96,6 @@ def _strip(stem: str, suffixes: tuple[str, ...]) -> str:
     return stem
 
 
-def _shown(paths, limit: int = 5) -> str:
-    names = [Path(p).name for p in paths]
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 def pair_predictions(pred_dir: str | Path, gt_dir: str | Path) -> list[PredictionPair]:
     """Pair prediction files with ground-truth files by stem; unpaired or doubled files are an error."""
     preds: dict[str, list[Path]] = {}
@@ -109,7 +104,7 @@ def pair_predictions(pred_dir: str | Path, gt_dir: str | Path) -> list[Predictio
             preds.setdefault(_strip(path.stem, tuple(PRED_ROLES)), []).append(path)
     gts: dict[str, Path] = {}
     for path in list_images(gt_dir):
-        key = _strip(path.stem, GT_STEM_SUFFIXES)
+        key = _strip(path.stem, MASK_STEM_SUFFIXES)
         if key in gts:
             raise UserError(f"two ground-truth files for {key}: {gts[key].name} and {path.name}", path=gt_dir, fix="keep one")
         gts[key] = path
@@ -175,7 +170,7 @@ def read_prediction(pair: PredictionPair, n_classes: int, boundary_class: int | 
 def _check_same_size(array: np.ndarray, reference: np.ndarray, path: Path, reference_path: Path) -> None:
     if array.shape != reference.shape:
         raise UserError(
-            f"is {_size(array)} but {Path(reference_path).name} is {_size(reference)}",
+            f"size {_size(array)} differs from {Path(reference_path).name} ({_size(reference)})",
             path=path,
             fix="pass files of one prediction run, at the ground truth's size",
         )
@@ -190,8 +185,6 @@ def interpret_prediction(array: np.ndarray, n_classes: int, boundary_class: int 
         return _from_probabilities(array, n_classes, boundary_class, source)
     if array.shape[0] != 1 and not all(np.array_equal(array[0], c) for c in array[1:]):
         raise UserError(f"label image has {array.shape[0]} different channels", path=source, fix="save labels as one channel")
-    from .data import mask_to_classes
-
     classes = mask_to_classes(array[0].astype(np.int64), DataConfig(n_classes=n_classes), path=source)
     foreground = None if boundary_class is None else (classes != boundary_class).astype(np.float64)
     return Prediction(classes, foreground)
@@ -224,8 +217,6 @@ def _from_probabilities(probs: np.ndarray, n_classes: int, boundary_class: int |
 
 
 def read_ground_truth(pair: PredictionPair, n_classes: int, ignore_index: int | None) -> np.ndarray:
-    from .data import mask_to_classes
-
     raw = read_mask(pair.gt, pair.page)
     return mask_to_classes(raw, DataConfig(n_classes=n_classes, ignore_index=ignore_index), path=pair.gt)
 
@@ -410,8 +401,6 @@ def _load(pred, gt, n_classes: int, boundary_class: int | None, ignore_index: in
                 pair, n_classes, ignore_index
             )
         return
-    from .data import mask_to_classes
-
     prediction = interpret_prediction(np.asarray(pred), n_classes, boundary_class, "prediction array")
     config = DataConfig(n_classes=n_classes, ignore_index=ignore_index)
     yield "image", "prediction array", "ground-truth array", prediction, mask_to_classes(np.asarray(gt), config, "ground-truth array")
