@@ -79,3 +79,18 @@ def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     tensor = tensor.clone()
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def average_buffers(model: torch.nn.Module, world: World) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, in place.
+
+    DDP copies rank 0's buffers at each forward, so after the last step every
+    rank holds its own; averaging before validation and saving makes all
+    ranks evaluate, and end with, one identical model.
+    """
+    if not world.distributed:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer /= world.size

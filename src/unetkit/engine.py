@@ -164,6 +164,8 @@ def batch_stream(ctx: Context, start: int):
         batch_sampler=StepBatches(start, ctx.config.batch_size, ctx.world),
         num_workers=ctx.config.workers,
         pin_memory=ctx.device.type == "cuda",
+        # Its own generator: drawing worker seeds from the global one would shift dropout after a resume.
+        generator=torch.Generator().manual_seed(ctx.config.seed),
     )
     for batch in loader:
         yield {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
@@ -270,7 +272,7 @@ def evaluate(ctx: Context) -> dict:
     totals = torch.tensor([*counts.ravel().tolist(), loss_sum, pixels], dtype=torch.float64, device=ctx.device)
     totals = distributed.all_sum(totals, ctx.world).cpu().numpy()
     scores = class_scores(totals[:-2].reshape(n_classes, n_classes).round().astype(np.int64))
-    row = {"val_loss": totals[-2] / max(totals[-1], 1), "val_mean_iou": scores["mean_iou"],
+    row = {"val_loss": float(totals[-2] / max(totals[-1], 1)), "val_mean_iou": scores["mean_iou"],
            "val_mean_dice": scores["mean_dice"], "val_pixel_error": scores["pixel_error"]}
     row.update({f"val_iou_{k}": float(v) for k, v in enumerate(scores["iou"])})
     return row
@@ -358,11 +360,12 @@ def fit(ctx: Context, loop: Loop) -> Loop:
 
 def _end_of_epoch(ctx: Context, loop: Loop, stats: dict) -> None:
     """Validate, record a metrics row, keep the best weights, checkpoint."""
+    distributed.average_buffers(ctx.net, ctx.world)
     row = {"epoch": loop.step / ctx.steps_per_epoch, "step": loop.step, "samples": loop.step * ctx.config.batch_size,
            "time_s": loop.elapsed, **stats}
     if ctx.val:
         row.update(evaluate(ctx))
-    loop.history.append(row)
+    loop.history.append({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()})  # plain for weights_only
     improved = bool(ctx.val) and row["val_mean_iou"] > loop.best
     if improved:
         loop.best = row["val_mean_iou"]

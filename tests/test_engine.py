@@ -1,0 +1,152 @@
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from _train_data import TINY, make_dataset
+from safetensors.torch import load_file
+
+import unetkit
+from unetkit.checkpoint import load_train_state
+from unetkit.config import TrainConfig
+from unetkit.engine import learning_rate
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_dataset(tmp_path / "data", n=4, size=48)
+
+
+def weights(run):
+    return load_file(run / "model.safetensors")
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def run_script(code: str, *args, timeout=120):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+RESUMABLE = dict(steps=12, save_every=4, deterministic=True, dropout=0.2, **TINY)  # dropout: the torch RNG matters
+
+
+def test_run_folder_contents_and_learning(data, tmp_path):
+    run = unetkit.train(*data, tmp_path / "run", steps=12, **TINY)
+    for name in ("model.safetensors", "best.safetensors", "config.json", "train_state.pt", "metrics.csv", "curves.png"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*.tmp")), "a temporary file was left behind"
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["steps"] == 12 and config["split"] == {"train": ["00", "01", "02"], "val": ["03"]}
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [6, 12]  # one row per epoch of 6 steps
+    assert 0 <= float(rows[-1]["val_pixel_error"]) <= 1
+    assert unetkit.load(run).config.depth == 3  # the run folder loads for prediction
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run_bitwise(data, tmp_path):
+    straight = unetkit.train(*data, tmp_path / "straight", **RESUMABLE)
+    killed = tmp_path / "killed"
+    code = """
+        import json, os, signal, sys
+        import unetkit
+        kill = lambda loop: loop.step == 10 and os.kill(os.getpid(), signal.SIGKILL)
+        unetkit.train(sys.argv[1], sys.argv[2], sys.argv[3], hooks={"on_step_end": kill}, **json.loads(sys.argv[4]))
+    """
+    result = run_script(code, *data, killed, json.dumps(RESUMABLE))
+    assert result.returncode == -9, result.stderr[-2000:]
+    assert load_train_state(killed)["loop"]["step"] == 8  # last checkpoint: save_every 4, mid-epoch 2
+    unetkit.train(*data, killed, resume=True, progress=False)
+    assert load_train_state(killed)["loop"]["step"] == 12
+    assert_same_weights(weights(killed), weights(straight))
+    assert_same_weights(load_file(killed / "best.safetensors"), load_file(straight / "best.safetensors"))
+
+
+def test_sigterm_stops_cleanly_and_saves(data, tmp_path):
+    run = tmp_path / "run"
+    code = """
+        import os, signal, sys
+        import unetkit
+        term = lambda loop: loop.step == 3 and os.kill(os.getpid(), signal.SIGTERM)
+        unetkit.train(sys.argv[1], sys.argv[2], sys.argv[3], hooks={"on_step_end": term},
+                      preset="tiny", batch_size=2, patch_size=32, steps=100, progress=False)
+    """
+    result = run_script(code, *data, run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_train_state(run)["loop"]["step"] == 3
+    assert (run / "model.safetensors").exists() and (run / "metrics.csv").read_text().count("\n") == 2
+
+
+def test_time_budget_stops_and_saves(data, tmp_path):
+    run = unetkit.train(*data, tmp_path / "run", time_budget=0.03, **TINY)  # 1.8 s
+    loop = load_train_state(run)["loop"]
+    assert loop["total_steps"] is None and 0 < loop["step"] and loop["elapsed"] >= 1.8
+    assert json.loads((run / "config.json").read_text())["train"]["time_budget"] == 0.03
+
+
+def test_resume_may_extend_but_not_change_the_recipe(data, tmp_path):
+    run = unetkit.train(*data, tmp_path / "run", steps=6, **TINY)
+    unetkit.train(*data, run, resume=True, steps=9, progress=False)
+    assert load_train_state(run)["loop"]["step"] == 9
+    with pytest.raises(unetkit.UserError, match="lr differ"):
+        unetkit.train(*data, run, resume=True, lr=0.5, progress=False)
+    with pytest.raises(unetkit.UserError, match="already holds a run.*--resume"):
+        unetkit.train(*data, run, steps=3, **TINY)
+
+
+def test_losses_and_options_combine(data, tmp_path):
+    run = unetkit.train(*data, tmp_path / "run", steps=2, loss="ce+dice", weight_map=False, class_weights="1,3",
+                        optimizer="sgd", schedule="poly", augment=False, val_names=("00", "02"), **TINY)
+    config = json.loads((run / "config.json").read_text())
+    assert config["split"]["val"] == ["00", "02"] and config["train"]["lr"] == 1e-2
+    assert config["train"]["augment"]["enabled"] is False
+
+
+def test_learning_rate_schedules():
+    config = TrainConfig(lr=1.0, warmup_steps=4)
+    assert learning_rate(config, 0, 0.0) == pytest.approx(0.2)  # warming up
+    assert learning_rate(config, 10, 0.0) == 1.0
+    assert learning_rate(config, 10, 0.5) == pytest.approx(0.5)
+    assert learning_rate(config, 10, 1.0) == pytest.approx(0.0)
+    poly = TrainConfig(lr=1.0, warmup_steps=0, schedule="poly")
+    assert learning_rate(poly, 10, 0.5) == pytest.approx(0.5**0.9)
+
+
+def test_ddp_two_cpu_processes_end_identical_and_write_once(data, tmp_path):
+    run = tmp_path / "run"
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent("""
+        import hashlib, os, sys
+        import torch
+        import unetkit
+
+        def digest(model, loop):
+            state = model.state_dict()
+            blob = b"".join(state[k].numpy().tobytes() for k in sorted(state))
+            rank = os.environ["RANK"]
+            open(os.path.join(sys.argv[4], f"rank{rank}.sha"), "w").write(hashlib.sha256(blob).hexdigest())
+
+        torch.manual_seed(int(os.environ["RANK"]))  # must not matter: DDP broadcasts rank 0's weights
+        unetkit.train(sys.argv[1], sys.argv[2], sys.argv[3], hooks={"on_train_end": digest},
+                      preset="tiny", batch_size=4, patch_size=32, steps=6, progress=False)
+    """))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(script), *map(str, data), str(run), str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    hashes = {(tmp_path / f"rank{r}.sha").read_text() for r in (0, 1)}
+    assert len(hashes) == 1, "the two processes ended with different weights"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [3, 6]  # one row per epoch, not one per process
+    assert not list(run.glob(".*.tmp"))
+    saved = weights(run)
+    blob = b"".join(saved[k].numpy().tobytes() for k in sorted(saved))
+    assert hashlib.sha256(blob).hexdigest() in hashes
