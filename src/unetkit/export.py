@@ -131,7 +131,9 @@ def onnx_logits_fn(path: str | Path, threads: int | None = None):
 
 def torchscript_logits_fn(path: str | Path):
     """Batch -> logits through a saved TorchScript module."""
-    module = torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream; still asked for
+        module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def logits(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
