@@ -3,7 +3,8 @@
 __version__ = "0.1.0"
 
 from .checkpoint import load  # noqa: E402
-from .config import DataConfig, ModelConfig  # noqa: E402
+from .config import AugmentConfig, DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from .engine import train  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 from .model import PRESETS, UNet, create_model, preset_config  # noqa: E402
@@ -13,6 +14,9 @@ __all__ = [
     "UNet",
     "ModelConfig",
     "DataConfig",
+    "TrainConfig",
+    "AugmentConfig",
+    "train",
     "evaluate",
     "predict",
     "UserError",

@@ -77,6 +77,78 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(format_summary(results))
 
 
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    from .config import LOSSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES
+    from .model import PRESETS
+
+    # Every option defaults to "not given", so the API's (and a resumed run's) values apply.
+    def opt(*flags, **kwargs):
+        parser.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+
+    flag = argparse.BooleanOptionalAction
+    parser.add_argument("--images", required=True, metavar="DIR", help="folder of images (PNG, JPEG, TIFF, stacks)")
+    parser.add_argument("--masks", required=True, metavar="DIR", help="folder of masks, paired with the images by file stem")
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder to create (or continue with --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    opt("--preset", choices=list(PRESETS), help="model preset (default: default)")
+    opt("--epochs", type=int, metavar="N", help="stop after N epochs (default 50 if no stop option is given)")
+    opt("--steps", type=int, metavar="N", help="stop after N optimiser steps")
+    opt("--time-budget", type=float, metavar="MIN", help="stop cleanly and save after MIN minutes of training")
+    opt("--batch-size", type=int, metavar="N", help="global batch (default 4)")
+    opt("--patch-size", type=int, metavar="PX", help="network input side (default 256, or smaller images' side)")
+    opt("--samples-per-epoch", type=int, metavar="N", help="default: patches enough to cover the images once")
+    opt("--optimizer", choices=OPTIMIZERS, help="default adamw")
+    opt("--lr", type=float, help="default 1e-3 (adamw) or 1e-2 (sgd)")
+    opt("--weight-decay", type=float)
+    opt("--momentum", type=float, help="SGD momentum (default 0.99, the paper's)")
+    opt("--schedule", choices=SCHEDULES, help="learning-rate decay (default cosine)")
+    opt("--warmup-steps", type=int, metavar="N")
+    opt("--loss", choices=LOSSES, help="default ce (the paper's weighted cross-entropy)")
+    opt("--weight-map", action=flag, help="the paper's border weights (default on)")
+    opt("--w0", type=float, help="border weight (default 10)")
+    opt("--sigma", type=float, help="border weight width in px (default 5)")
+    opt("--class-weights", metavar="auto|none|W0,W1,..", help="class balance (default auto: inverse frequency)")
+    opt("--fg-oversample", type=float, metavar="P", help="share of patches centred on foreground (default 0)")
+    opt("--classes", type=int, metavar="K", help="number of classes (default 2)")
+    opt("--ignore-index", type=int, metavar="I", help="mask value counted in no loss or metric")
+    opt("--foreground-value", type=int, metavar="V", help="raw mask value that is foreground (e.g. 0 when 0 marks the objects)")
+    opt("--normalization", choices=NORMALIZATIONS, help="per-image percentiles (default) or data-set mean/std")
+    opt("--val-fraction", type=float, metavar="F", help="hold out the last F of the files by name (default 0.2)")
+    opt("--val-names", nargs="+", metavar="STEM", help="hold out these files (stems; stack pages as stem:page)")
+    opt("--folds", type=int, metavar="K", help="k-fold: hold out one of K contiguous blocks of files")
+    opt("--fold", type=int, metavar="I", help="which fold to hold out (0-based)")
+    opt("--seed", type=int)
+    opt("--workers", type=int, metavar="N", help="DataLoader processes (default 0)")
+    opt("--device", help="auto (default), cpu, cuda, cuda:N")
+    opt("--amp", action=flag, help="mixed precision on CUDA (default on)")
+    opt("--grad-clip", type=float, metavar="NORM", help="default 1; 0 switches clipping off")
+    opt("--deterministic", action=flag, help="deterministic kernels: bitwise repeatable runs")
+    opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
+    opt("--sync-bn", action=flag, help="SyncBatchNorm across torchrun processes")
+    opt("--augment", action=flag, help="augmentation (default on)")
+    opt("--elastic-std", type=float, metavar="PX", help="elastic displacement std on the coarse grid (default 10)")
+    opt("--rotate", type=float, metavar="DEG", help="max rotation (default 180; 0 for oriented scenes)")
+    opt("--scale", type=float, help="zoom range 1/(1+s)..1+s (default 0.15)")
+    opt("--shift", type=float, metavar="PX")
+    opt("--flip", action=flag)
+    opt("--brightness", type=float)
+    opt("--contrast", type=float)
+    opt("--gamma", type=float)
+    opt("--noise", type=float)
+    opt("--blur", type=float, metavar="SIGMA")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .engine import train
+
+    fixed = {"images", "masks", "out", "resume", "quiet", "run", "command", "debug"}
+    options = {k: v for k, v in vars(args).items() if k not in fixed}
+    if "val_names" in options:
+        options["val_names"] = tuple(options["val_names"])
+    train(args.images, args.masks, args.out, resume=args.resume, progress=not args.quiet, **options)
+
+
 def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page")
@@ -135,6 +207,7 @@ def _export(args: argparse.Namespace) -> None:
 # name -> (help, add_arguments, run); commands register here.
 COMMANDS = {
     "model": ("print a preset's layers, parameters, FLOPs and sizes", _model_args, _model),
+    "train": ("train a U-Net on a folder of images and a folder of masks", _train_args, _train),
     "demo": ("train, predict and evaluate on the embedded data; write a report", _demo_args, _demo),
     "evaluate": ("score predictions against ground truth (IoU, Dice, ISBI 2012 errors); JSON and HTML report", _evaluate_args, _evaluate),
     "predict": ("segment images of any size: labels, probabilities, overlays, instances", _predict_args, _predict),
