@@ -71,6 +71,23 @@ def test_probabilities_json_and_report(folders, capsys):
     assert not list(out.rglob("*.tmp"))
 
 
+def test_report_takes_a_headline_and_extra_figures(folders):
+    from PIL import Image
+
+    Image.new("RGB", (16, 8), "white").save(folders / "curves.png")
+    unetkit.evaluate(
+        folders / "labels",
+        folders / "gt",
+        boundary_class=0,
+        report_dir=folders / "report",
+        report_headline="All cells found.",
+        report_figures=[("training curves", folders / "curves.png")],
+        progress=False,
+    )
+    page = (folders / "report" / "report.html").read_text()
+    assert "All cells found." in page and "training curves" in page and "overlays/s2.png" in page
+
+
 def test_labels_and_probabilities_of_one_stem_are_both_used(folders):
     both = folders / "both"
     shutil.copytree(folders / "labels", both)

@@ -75,6 +75,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         report_dir=args.report,
     )
     print(format_summary(results))
+    for label, path in (("results", args.json), ("report", args.report and f"{args.report}/report.html")):
+        if path:
+            print(f"{label}: {path}")
 
 
 def _train_args(parser: argparse.ArgumentParser) -> None:

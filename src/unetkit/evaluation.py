@@ -330,6 +330,8 @@ def evaluate(
     json_path: str | Path | None = None,
     report_dir: str | Path | None = None,
     report_title: str = "unetkit evaluation",
+    report_headline: str | None = None,
+    report_figures=(),
     progress: bool = True,
 ) -> dict:
     """Score predictions against ground truth; returns (and optionally writes) the results dict.
@@ -341,7 +343,10 @@ def evaluate(
     class metrics are computed (the ISBI keys are None). `threshold_sweep`:
     the challenge's sweep (best threshold per score, and the value at 0.5);
     else every score at 0.5. `instances`: AP, F1 and SEG of the connected
-    objects. `warping=False` skips the (slowest) warping error.
+    objects. `warping=False` skips the (slowest) warping error. `report_dir`:
+    write the HTML report there, with `report_title`, `report_headline` and
+    `report_figures` (PNG paths or (caption, path) pairs) passed to
+    `report.write_report`.
 
     Results: `images` (name -> scores, with `pred`/`gt` files), `mean` (the
     per-image mean), `stack` (the set pooled as one stack with one threshold
@@ -381,7 +386,10 @@ def evaluate(
     if report_dir is not None:
         from .report import write_report
 
-        write_report(report_dir, results, overlays=dict(zip(names, (s.overlay for s in scores))), title=report_title)
+        overlays = dict(zip(names, (s.overlay for s in scores)))
+        write_report(
+            report_dir, results, overlays=overlays, extra_figures=report_figures, title=report_title, headline=report_headline
+        )
     return results
 
 
