@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .topology import FOUR
+
 
 def confusion_matrix(pred, target, n_classes: int, ignore_index: int | None = None) -> np.ndarray:
     """Counts (n_classes, n_classes), rows = true class, columns = predicted class.
@@ -81,6 +83,7 @@ def class_scores(cm: np.ndarray) -> dict:
 # - Over a stack the counts of every image are pooled and one threshold is
 #   chosen for the stack (`SweepCounts` add up).
 
+
 def java_thresholds(start: float, stop: float, step: float) -> tuple[float, ...]:
     """The values of a Java `for (double t = start; t <= stop; t += step)` loop (accumulated in double)."""
     values, t = [], start
@@ -132,8 +135,6 @@ def _prepare(pred, gt, ignore):
 
 def label_objects(foreground: np.ndarray) -> np.ndarray:
     """4-connected components of a binary image (0 = background), int32."""
-    from .topology import FOUR
-
     labels, _ = ndimage.label(foreground, FOUR)
     return labels
 
