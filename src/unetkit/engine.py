@@ -51,6 +51,7 @@ DEFAULT_EPOCHS = 50
 DEFAULT_PATCH = 256
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "curves.png"
+PLOT_EVERY_S = 30.0
 HOOKS = ("on_step_end", "on_epoch_end", "on_train_end")
 # Options a resumed run may change: they decide when and where it runs, not what it learns.
 RESUME_OVERRIDES = ("epochs", "steps", "time_budget", "workers", "device", "save_every", "amp")
@@ -88,6 +89,7 @@ class Context:
     amp_dtype: torch.dtype | None
     hooks: Hooks
     progress: bool = True
+    plotted_at: float = -math.inf  # curves.png is redrawn at most every PLOT_EVERY_S, and at the end
 
     @property
     def steps_per_epoch(self) -> int:
@@ -352,6 +354,8 @@ def fit(ctx: Context, loop: Loop) -> Loop:
             _end_of_epoch(ctx, loop, stats)
     if not loop.history or loop.history[-1]["step"] != loop.step:  # stopped mid-epoch: one last look
         _end_of_epoch(ctx, loop, {})
+    if ctx.world.main and loop.history:
+        plot_curves(ctx.run_dir, loop.history)
     if ctx.world.main and ctx.progress:
         _print_summary(ctx, loop, stopper.reason(loop))
     _call(ctx.hooks, "on_train_end", ctx.net, loop)
@@ -373,7 +377,9 @@ def _end_of_epoch(ctx: Context, loop: Loop, stats: dict) -> None:
         if improved:
             save_weights(ctx.run_dir, ctx.net, "best")
         write_metrics(ctx.run_dir, loop.history)
-        plot_curves(ctx.run_dir, loop.history)
+        if time.perf_counter() - ctx.plotted_at > PLOT_EVERY_S:
+            plot_curves(ctx.run_dir, loop.history)
+            ctx.plotted_at = time.perf_counter()
         if ctx.progress:
             _print_row(row)
     save_checkpoint(ctx, loop)
