@@ -110,6 +110,11 @@ def test_losses_and_options_combine(data, tmp_path):
     assert config["train"]["augment"]["enabled"] is False
 
 
+def test_sync_bn_on_cpu_is_a_clear_error(data, tmp_path):
+    with pytest.raises(unetkit.UserError, match="--sync-bn needs CUDA"):
+        unetkit.train(*data, tmp_path / "run", steps=1, sync_bn=True, device="cpu", **TINY)
+
+
 def test_learning_rate_schedules():
     config = TrainConfig(lr=1.0, warmup_steps=4)
     assert learning_rate(config, 0, 0.0) == pytest.approx(0.2)  # warming up

@@ -646,6 +646,8 @@ def _determinism(on: bool):
 
 def _build(images, masks, out, resume, model_config, data_config, config, split, device, world, hooks, progress):
     """Read the data, build model and optimiser, restore a checkpoint: everything `fit` needs."""
+    if config.sync_bn and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only", fix="drop --sync-bn on a CPU")
     if config.batch_size % world.size:
         raise UserError(f"batch size {config.batch_size} does not split over {world.size} processes",
                         fix=f"use a --batch-size that is a multiple of {world.size}")
