@@ -37,13 +37,19 @@ def _model(args: argparse.Namespace) -> None:
 
 
 def _demo_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder")
+    parser.add_argument("--data", help="folder with images/ and labels/ (ISBI 2012 layout); default: generated EM-like data")
+    parser.add_argument("--minutes", type=float, default=4.0, help="training time budget (default 4)")
+    parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def _demo(args: argparse.Namespace) -> None:
-    # Placeholder until the demo issue lands: show the models it will train.
-    print("unetkit demo: training, prediction and the report are not built yet; the models:")
-    _model(argparse.Namespace(preset="default", input_size=None, in_channels=None, classes=None))
+    from .demo import headline, run_demo
+
+    results = run_demo(args.out, data=args.data, minutes=args.minutes, preset=args.preset, seed=args.seed)
+    print(f"held-out metrics (mean of {len(results['images'])} images): {headline(results)}")
+    print(f"report: {results['report']}")
 
 
 def _evaluate_args(parser: argparse.ArgumentParser) -> None:
