@@ -110,6 +110,15 @@ def test_losses_and_options_combine(data, tmp_path):
     assert config["train"]["augment"]["enabled"] is False
 
 
+def test_valid_padding_crops_the_target_and_validates_whole_images(data, tmp_path):
+    run = unetkit.train(*data, tmp_path / "run", preset="paper", base_width=4, depth=2, dropout=0.0, steps=2,
+                        batch_size=2, progress=False)
+    config = json.loads((run / "config.json").read_text())
+    margin = unetkit.create_model("paper", base_width=4, depth=2).margin
+    assert config["model"]["padding"] == "valid" and config["train"]["patch_size"] == 48 + 2 * margin  # output = image
+    assert float(list(csv.DictReader(open(run / "metrics.csv")))[-1]["val_pixel_error"]) <= 1
+
+
 def test_sync_bn_on_cpu_is_a_clear_error(data, tmp_path):
     with pytest.raises(unetkit.UserError, match="--sync-bn needs CUDA"):
         unetkit.train(*data, tmp_path / "run", steps=1, sync_bn=True, device="cpu", **TINY)

@@ -517,6 +517,7 @@ def train(
     out = Path(out)
     model_config, data_config, config, split = _configs(out, resume, options)
     device = _device(config.device)
+    joined_here = not torch.distributed.is_initialized()  # leave a caller's process group alone
     world = distributed.init(device)
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
@@ -525,7 +526,8 @@ def train(
         with _determinism(config.deterministic):
             fit(ctx, loop)
     finally:
-        distributed.shutdown()
+        if joined_here:
+            distributed.shutdown()
     return out
 
 
