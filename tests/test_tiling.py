@@ -118,7 +118,7 @@ def test_choose_tile_follows_memory_budget_and_model():
         paper.check_input_size(tile, tile)  # a valid size
     assert choose_tile(paper, 1024, tile_size=500)[0] == 508  # rounded up to the next valid size
     assert choose_tile(paper, 1024, tile_size=1)[0] == 204  # at least one pooling cell of output
-    tile, batch = choose_tile(same_model(), memory_mb=512)
+    tile, batch = choose_tile(same_model(), memory_mb=2048)
     assert tile == 1024 and batch > 1  # a small model fills the budget with a batch of tiles
 
 

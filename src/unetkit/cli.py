@@ -168,7 +168,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", choices=("auto", "best", "last"), default="auto")
     parser.add_argument("--tile-size", type=int, help="input tile side (rounded up to a valid size); default: from --memory-mb")
     parser.add_argument("--tile-batch", type=int, help="tiles per forward pass (default: as many as --memory-mb allows, <= 8)")
-    parser.add_argument("--memory-mb", type=float, default=1024, help="activation memory for one tile batch (default 1024)")
+    parser.add_argument("--memory-mb", type=float, default=512, help="activation memory for one tile batch (default 512)")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap for same-padding models (default 0.25)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, ...")
     parser.add_argument("--channels-last", action="store_true", help="torch backend: NHWC memory format")

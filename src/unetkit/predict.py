@@ -47,7 +47,7 @@ class PredictConfig:
     tta: bool = False  # average the 8 flips/rotations in probability space
     tile_size: int | None = None  # input tile side (rounded up to a valid size); None: from memory_mb
     tile_batch: int | None = None  # tiles per forward pass; None: as many as memory_mb allows (<= 8)
-    memory_mb: float = 1024  # activation memory budget of one tile batch
+    memory_mb: float = 512  # activation memory budget of one tile batch
     overlap: float = 0.25  # same padding: tile overlap fraction (valid padding tiles abut)
     backend: str = "torch"
     device: str = "auto"  # torch backend: "auto" (cuda if available), "cpu", "cuda", ...

@@ -45,11 +45,13 @@ from .io import _opening
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
 
 # Activation memory per input pixel of one tile, in float32 values, is
-# estimated as (kept skips) + (working set at the top level); the factor
-# covers allocator slack and was calibrated by peak RSS measurements (paper
-# preset ~1,570 bytes/px measured vs 1,520 estimated; default ~590 vs 510).
+# estimated as (kept skips) + (working set at the top level), with channel
+# counts padded to 8 as oneDNN's blocked layouts do; the factor covers
+# allocator slack. Calibrated against peak RSS of one forward at 1024^2:
+# bytes/px measured (estimate) tiny 278 (312), default 583 (650), residual
+# 700 (810), attention 768 (810), paper 1738 (1915).
 MEMORY_SAFETY = 1.25
-MEMORY_FIXED_MB = 64  # per-forward overhead that does not scale with the tile (scratch, allocator)
+MEMORY_FIXED_MB = 128  # per-forward overhead that does not scale with the tile (scratch, allocator)
 MAX_TILE = 1024  # larger tiles gain little and make the rows of a band long
 
 
@@ -279,9 +281,11 @@ def _axis_plan(model, size: int, tile: int, overlap: float, same: bool, axis: in
 
 def activation_bytes_per_pixel(config) -> float:
     """Estimated inference activation memory per input pixel of a tile (see MEMORY_SAFETY)."""
-    widths = [config.base_width * 2**level for level in range(config.depth + 1)]
+    widths = [max(8, -(-config.base_width * 2**level // 8) * 8) for level in range(config.depth + 1)]
     skips = sum(w / 4**level for level, w in enumerate(widths))  # kept for the decoder, at 1/4**level the pixels
-    working = (4 + (2 if config.norm != "none" else 0)) * widths[0]  # up-conv out, concat, conv outs (+ norm outs)
+    # Top level working set: up-conv out, concat, conv outs (+ norm outs, shortcut, attention map).
+    extras = 2 * (config.norm != "none") + 2 * config.residual + 2 * config.attention
+    working = (4 + extras) * widths[0]
     return 4 * MEMORY_SAFETY * (skips + working + config.in_channels + config.n_classes)
 
 
