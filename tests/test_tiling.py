@@ -96,6 +96,11 @@ def test_same_padding_tiles_overlap_and_border_gets_mirrored_context():
     assert grid.blend == "gaussian" and grid.weights().max() == 1 and grid.weights().min() > 0
     ends = [grid.rows.output_start(k) + grid.rows.out for k in range(grid.rows.count)]
     assert ends[-1] >= 1000 + 32
+    # Every tile on the pooling grid of a whole-image pass, whatever the sizes.
+    for height, width, tile, overlap in [(1000, 1300, 256, 0.25), (37, 1001, 512, 0.3), (300, 20, 96, 0.5), (1, 1, 64, 0.25)]:
+        grid = make_grid(model, height, width, tile, overlap)
+        for axis in (grid.rows, grid.cols):
+            assert axis.origin % 8 == 0 and axis.step % 8 == 0 and axis.tile % 8 == 0
 
 
 @pytest.mark.parametrize("make", [valid_model, same_model])

@@ -174,7 +174,12 @@ def strided_sample(source, step: int, rows_per_read: int = 1024) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Axis:
-    """The tiling of one axis: tile k's output covers [origin + k * step, origin + k * step + out)."""
+    """The tiling of one axis: tile k's output covers [origin + k * step, origin + k * step + out).
+
+    `origin` and `step` are multiples of 2**depth: every tile sees the pooling
+    grid of a whole-image pass. (A U-Net is not shift-invariant; shifting the
+    grid by a few pixels changes predictions everywhere, seams or not.)
+    """
 
     size: int  # image pixels along the axis
     tile: int  # input tile side (a valid size for the model)
@@ -266,12 +271,12 @@ def _axis_plan(model, size: int, tile: int, overlap: float, same: bool, axis: in
 
     if size + 2 * margin <= tile:  # one tile covers the axis: shrink it to the smallest that fits
         small = valid(size + 2 * margin)
-        origin = -((small - size) // 2) if same else 0  # centre the image: mirrored context on both sides
+        origin = -((small - size) // 2 // align * align) if same else 0  # centred, on the pooling grid
         return Axis(size, small, small - 2 * margin, small - 2 * margin, origin, 1)
     out = tile - 2 * margin
     # Steps are multiples of 2**depth so that all tiles share the pooling grid.
     step = max(align, int(out * (1 - overlap)) // align * align)
-    context = (out - step) // 2 if same else 0  # same padding: border pixels sit as deep inside as seams
+    context = (out - step) // 2 // align * align if same else 0  # border pixels sit about as deep inside as seams
     count = 1 + math.ceil(max(0, size + 2 * context - out) / step)
     return Axis(size, tile, out, step, -context, count)
 
