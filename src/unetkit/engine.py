@@ -352,7 +352,7 @@ def fit(ctx: Context, loop: Loop) -> Loop:
             stats = train_one_epoch(ctx, loop, stream, stopper)
             loop.elapsed = stopper.elapsed()
             _end_of_epoch(ctx, loop, stats)
-    if not loop.history or loop.history[-1]["step"] != loop.step:  # stopped mid-epoch: one last look
+    if not loop.history or loop.history[-1]["step"] != loop.step:  # nothing ran (resumed at the end): record it
         _end_of_epoch(ctx, loop, {})
     if ctx.world.main and loop.history:
         plot_curves(ctx.run_dir, loop.history)
