@@ -77,13 +77,17 @@ def torch_logits_fn(model, device: str = "cpu", channels_last: bool = False) -> 
 
     if channels_last:  # converted on a copy: the caller's model is left as it was
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    model = model.to(device).eval()
+    model = model.to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def logits(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).to(device).contiguous(memory_format=memory_format)
-            return model(x).float().cpu().numpy()
+        training = model.training  # a model in training (validation during fit) goes back to training
+        try:
+            with torch.inference_mode():
+                x = torch.from_numpy(batch).to(device).contiguous(memory_format=memory_format)
+                return model.eval()(x).float().cpu().numpy()
+        finally:
+            model.train(training)
 
     return logits
 
@@ -152,8 +156,6 @@ class Predictor:
     """A model ready to predict images of any size: tiling, normalisation and backend resolved once."""
 
     def __init__(self, model_config: ModelConfig, data_config: DataConfig, logits_fn: LogitsFn, config: PredictConfig):
-        if data_config.in_channels != model_config.in_channels:
-            data_config = dataclasses.replace(data_config, in_channels=model_config.in_channels)
         self.model_config, self.data_config, self.config = model_config, data_config, config
         self.sizes = _size_model(model_config)
         self.n_classes = model_config.n_classes
@@ -213,14 +215,14 @@ class Predictor:
             progress=progress,
         )
 
-    def probabilities(self, image: np.ndarray, path=None) -> np.ndarray:
+    def probabilities(self, image: np.ndarray, path=None, progress=None) -> np.ndarray:
         """Class probabilities (K, H, W) float32 of an in-memory (C, H, W) or (H, W) image."""
         image = np.asarray(image)
         image = image[None] if image.ndim == 2 else image
         source = ArraySource(image)
         self.check_channels(source, path)
         probs = np.empty((self.n_classes, *image.shape[1:]), np.float32)
-        for top, band in self.bands(source):
+        for top, band in self.bands(source, progress=progress):
             probs[:, top : top + band.shape[1]] = band
         return probs
 
@@ -270,11 +272,11 @@ def display_image(image: np.ndarray) -> np.ndarray:
 
 
 def class_colours(n_classes: int) -> np.ndarray:
-    """(max(K, 2), 3) uint8 colours; class 0 (background) is never drawn."""
+    """(max(K, 2), 3) RGB colours in 0..255; class 0 (background) is never drawn."""
     from matplotlib import colormaps
 
     cmap = colormaps[CLASS_COLOURS]
-    return np.array([[0, 0, 0]] + [cmap(i % cmap.N)[:3] for i in range(max(n_classes, 2) - 1)]) * 255
+    return np.array([[0, 0, 0]] + [cmap(i % cmap.N)[:3] for i in range(max(n_classes, 2) - 1)], np.float32) * 255
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, n_classes: int, alpha: float = 0.35) -> np.ndarray:
@@ -357,8 +359,12 @@ def predict_item(predictor: Predictor, item: Item, out_dir: Path) -> list[Path]:
 
 
 def _write_in_memory(predictor: Predictor, item: Item, image: np.ndarray, out_dir: Path) -> list[Path]:
+    from tqdm import tqdm
+
     config, k = predictor.config, predictor.n_classes
-    probs = predictor.probabilities(image, item.path)
+    tiles = predictor.grid(*image.shape[1:]).count
+    with tqdm(total=tiles, unit="tile", desc=item.name, leave=False, disable=None if tiles > 1 else True) as progress:
+        probs = predictor.probabilities(image, item.path, progress)
     labels = labels_from(probs)
     outputs = {f"{item.name}_labels.png": lambda: label_image(labels, k)}
     if config.probabilities:
