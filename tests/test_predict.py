@@ -199,3 +199,9 @@ def test_failure_midway_leaves_no_partial_file(tmp_path, run_dir, monkeypatch, s
     with pytest.raises(RuntimeError, match="disk on fire"):
         predict_files(run_dir, [tmp_path / "img.tif"], tmp_path / "out", config)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predict_config.json"]
+
+
+def test_predict_leaves_a_training_model_in_training_mode():
+    model = tiny().train()
+    unetkit.predict(model, np.zeros((16, 16), np.uint8))
+    assert model.training and all(m.training for m in model.modules())
