@@ -496,6 +496,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     hooks: Hooks | None = None,
+    build_model=UNet,
     **options,
 ) -> Path:
     """Train a U-Net on a folder of images and a folder of masks; returns the run folder.
@@ -508,7 +509,10 @@ def train(
     (`depth`, `base_width`, ... overriding the preset). `resume=True` continues
     the run in `out` exactly where it stopped. `hooks` maps "on_step_end"
     (loop), "on_epoch_end" (loop, row) and "on_train_end" (model, loop) to
-    callables, called on every process.
+    callables, called on every process. `build_model(model_config)` makes the
+    network (default `UNet`); another architecture, for comparisons, must answer
+    UNet's size questions (`margin`, `valid_input_size`, ...) and is saved as
+    weights only: load it with its own class.
     """
     hooks = dict(hooks or {})
     unknown_hooks = set(hooks) - set(HOOKS)
@@ -522,7 +526,8 @@ def train(
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     try:
-        ctx, loop = _build(images, masks, out, resume, model_config, data_config, config, split, device, world, hooks, progress)
+        ctx, loop = _build(images, masks, out, resume, model_config, data_config, config, split, device, world, hooks, progress,
+                           build_model)
         with _determinism(config.deterministic):
             fit(ctx, loop)
     finally:
@@ -646,7 +651,8 @@ def _determinism(on: bool):
         torch.backends.cudnn.benchmark = before[1]
 
 
-def _build(images, masks, out, resume, model_config, data_config, config, split, device, world, hooks, progress):
+def _build(images, masks, out, resume, model_config, data_config, config, split, device, world, hooks, progress,
+           build_model):
     """Read the data, build model and optimiser, restore a checkpoint: everything `fit` needs."""
     if config.sync_bn and device.type != "cuda":
         raise UserError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only", fix="drop --sync-bn on a CPU")
@@ -657,7 +663,7 @@ def _build(images, masks, out, resume, model_config, data_config, config, split,
     train_set, val_set, data_config = load_examples(train_pairs, val_pairs, data_config, progress=progress and world.main)
     model_config = dataclasses.replace(model_config, in_channels=data_config.in_channels, n_classes=data_config.n_classes)
     torch.manual_seed(config.seed)  # the initial weights
-    net = UNet(model_config).to(device)
+    net = build_model(model_config).to(device)
     config = resolve_train_config(config, net, train_set)
     class_weights = _class_weights(config, train_set, data_config)
     _attach_weight_maps(train_set, config, data_config, class_weights, progress and world.main)

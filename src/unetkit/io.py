@@ -171,6 +171,7 @@ def atomic_path(path: str | Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs get the usual rw-r--r--
     except OSError as exc:
         raise UserError(f"cannot write ({exc.strerror})", path=path, fix="choose a writable output folder") from None
     try:

@@ -1,0 +1,166 @@
+"""Issue 6's accuracy benchmark: unetkit beside its peers on the ISBI 2012 protocol.
+
+Every contender trains through the same `unetkit.train` (same patches,
+augmentation, weight map, loss, optimiser, schedule) for the same CPU time
+budget on sections 00-24, then predicts sections 25-29 with its *last*
+weights (the held-out sections pick nothing) through the same overlap-tile
+code; the ISBI metrics come from `unetkit.evaluate`. Peers: MONAI's
+`BasicUNet` and `UNet` (pip install monai; segmentation_models_pytorch needs
+torchvision, whose CPU build does not exist for this machine's torch).
+
+    .venv/bin/pip install -r benchmarks/requirements.txt
+    .venv/bin/python benchmarks/accuracy_isbi.py                  # 15 min each
+    .venv/bin/python benchmarks/accuracy_isbi.py --minutes 0.3 --only unetkit-default   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, save  # noqa: E402
+
+from unetkit import ModelConfig, UNet, evaluate, train  # noqa: E402
+from unetkit.checkpoint import load_weights, read_config  # noqa: E402
+from unetkit.config import DataConfig, from_dict  # noqa: E402
+from unetkit.io import list_images, read_image, write_image  # noqa: E402
+from unetkit.predict import PredictConfig, Predictor, torch_logits_fn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ISBI = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
+HELD_OUT = ["25", "26", "27", "28", "29"]
+KEYS = ("pixel_error", "rand_error", "warping_error", "info_error", "mean_iou")
+
+
+class Peer(torch.nn.Module):
+    """Another library's same-padding network behind UNet's size questions."""
+
+    def __init__(self, net: torch.nn.Module, config: ModelConfig):
+        super().__init__()
+        self.net, self.config = net, config
+        with torch.device("meta"):  # same padding, same depth: same size rules; kept out of the
+            object.__setattr__(self, "_sizes", UNet(config))  # module tree so .to() leaves it alone
+        self.margin = 0
+
+    def forward(self, x):
+        self._sizes.check_input_size(*x.shape[-2:])
+        return self.net(x)
+
+    def output_size(self, h, w):
+        return self._sizes.output_size(h, w)
+
+    def valid_input_size(self, h, w):
+        return self._sizes.valid_input_size(h, w)
+
+    def check_input_size(self, h, w):
+        self._sizes.check_input_size(h, w)
+
+
+def monai_basic_unet(config: ModelConfig) -> Peer:
+    from monai.networks.nets import BasicUNet
+
+    return Peer(BasicUNet(spatial_dims=2, in_channels=config.in_channels, out_channels=config.n_classes), config)
+
+
+def monai_unet(config: ModelConfig) -> Peer:
+    from monai.networks.nets import UNet as MonaiUNet
+
+    net = MonaiUNet(spatial_dims=2, in_channels=config.in_channels, out_channels=config.n_classes,
+                    channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2)
+    return Peer(net, config)
+
+
+# name -> (preset whose sizes/training defaults apply, network builder)
+CONTENDERS = {
+    "unetkit-default": ("default", UNet),
+    "monai-BasicUNet": ("default", monai_basic_unet),
+    "monai-UNet": ("default", monai_unet),
+    "unetkit-paper": ("paper", UNet),
+}
+
+
+def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int) -> dict:
+    preset, build = CONTENDERS[name]
+    run = out / name
+    if run.exists():
+        shutil.rmtree(run)
+    train(data / "images", data / "labels", run, preset=preset, time_budget=minutes, val_names=tuple(HELD_OUT),
+          seed=seed, build_model=build)
+    config = read_config(run)
+    model = build(from_dict(ModelConfig, config["model"]))
+    load_weights(model, run / "model.safetensors")  # the last weights
+    model.eval()
+    predictor = Predictor(model.config, from_dict(DataConfig, config["data"]), torch_logits_fn(model), PredictConfig())
+    predictions = out / f"{name}-predictions"
+    for path in list_images(data / "images"):
+        if path.stem in HELD_OUT:
+            probs = predictor.probabilities(read_image(path), path)
+            write_image(predictions / f"{path.stem}_probs.tif", probs)
+    scores = evaluate(predictions, out / "gt", boundary_class=0, threshold_sweep=True, progress=False)
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_steps": int(rows[-1]["step"]),
+        "train_samples_per_s": float(rows[-1]["samples_per_s"]),
+        "inference_s_per_512": inference_seconds(model),
+        "mean": {k: scores["mean"][k] for k in KEYS},
+        "stack": {k: scores["stack"].get(k) for k in KEYS},
+        "curves": str(run / "curves.png"),
+    }
+
+
+def inference_seconds(model: torch.nn.Module, repeats: int = 3) -> float:
+    """Median plain-eager seconds for one 512 x 512 grey image (valid padding: its padded input)."""
+    size = model.valid_input_size(512 + 2 * model.margin, 512 + 2 * model.margin)
+    x = torch.rand(1, model.config.in_channels, *size)
+    times = []
+    with torch.inference_mode():
+        model(x)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ISBI)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy_isbi")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--only", nargs="*", choices=list(CONTENDERS), default=[n for n in CONTENDERS if n != "unetkit-paper"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    (args.out / "gt").mkdir(parents=True, exist_ok=True)
+    for name in HELD_OUT:
+        shutil.copyfile(args.data / "labels" / f"{name}.png", args.out / "gt" / f"{name}.png")
+    results = {}
+    for name in args.only:
+        print(f"== {name}: {args.minutes:g} min", flush=True)
+        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed)
+        shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}-curves.png")
+        print_table(results)
+    path = save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "results": results,
+                                  "command": " ".join(sys.argv)})
+    print(f"saved {path}")
+
+
+def print_table(results: dict) -> None:
+    header = f"{'model':<18} {'params':>10} {'steps':>6} " + " ".join(f"{k:>14}" for k in KEYS) + f" {'s/512^2':>8}"
+    print(header)
+    for name, r in results.items():
+        values = " ".join(f"{r['mean'][k]:>14.4f}" for k in KEYS)
+        print(f"{name:<18} {r['parameters']:>10,} {r['train_steps']:>6} {values} {r['inference_s_per_512']:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()
