@@ -14,6 +14,7 @@ prediction backend through the same tiling code (`onnx_logits_fn`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import warnings
@@ -54,10 +55,10 @@ def parity_inputs(model, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def export_model(model, path: str | Path, format: str = "onnx", metadata: dict | None = None, tolerance: float = PARITY_TOLERANCE) -> ExportResult:
-    """Write `model` (a UNet in eval mode, on the CPU) to `path` atomically and check parity."""
+    """Write `model` (a UNet; exported in eval mode, on the CPU) to `path` atomically and check parity."""
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}", fix=f"use one of {', '.join(FORMATS)}")
-    model = model.eval().cpu()
+    model = copy.deepcopy(model).eval().cpu()  # the caller's model keeps its mode and device
     trace, check = parity_inputs(model)
     path = Path(path)
     with atomic_path(path) as tmp, warnings.catch_warnings():
