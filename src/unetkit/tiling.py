@@ -193,6 +193,8 @@ class Axis:
 
     def final_until(self, k: int) -> int:
         """Image rows below this are final once tiles 0..k are done (no later tile reaches them)."""
+        if k < 0:
+            return 0
         return self.size if k >= self.count - 1 else max(0, min(self.size, self.output_start(k + 1)))
 
 
@@ -233,7 +235,7 @@ class TileGrid:
     def final_rows(self, tile: Tile) -> int:
         """Image rows below this are final once `tile` and all tiles before it are done."""
         last_in_row = tile.col == self.cols.count - 1
-        return self.rows.final_until(tile.row if last_in_row else tile.row - 1) if last_in_row or tile.row > 0 else 0
+        return self.rows.final_until(tile.row if last_in_row else tile.row - 1)
 
     def weights(self) -> np.ndarray:
         """Blending weights of one output tile, (out_h, out_w) float32."""
