@@ -1,3 +1,6 @@
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import tifffile
@@ -76,3 +79,33 @@ def test_float_png_is_refused_with_the_fix(tmp_path):
     with pytest.raises(UserError, match="write it as .tif"):
         write_image(tmp_path / "a.png", np.zeros((4, 4), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def _patch_tiff_size(path, side):
+    """Make a small TIFF declare side x side pixels (a decompression bomb)."""
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        offsets = [tags[name].valueoffset for name in ("ImageWidth", "ImageLength")]
+        fmt = "<I" if tags["ImageWidth"].dtype == 4 else "<H"
+        byteorder = tif.byteorder
+    data = bytearray(path.read_bytes())
+    for offset in offsets:
+        data[offset : offset + struct.calcsize(fmt)] = struct.pack(byteorder + fmt[1], side)
+    path.write_bytes(bytes(data))
+
+
+def test_absurd_declared_sizes_are_refused_before_allocating(tmp_path, monkeypatch):
+    monkeypatch.setattr("unetkit.io.MAX_DECODED_BYTES", 2**20)  # the mechanism, at a small scale
+    tifffile.imwrite(tmp_path / "bomb.tif", np.zeros((64, 64), np.uint8))
+    _patch_tiff_size(tmp_path / "bomb.tif", 4000)  # a read would fail on the missing data instead
+    with pytest.raises(UserError, match="GiB of pixels"):
+        read_image(tmp_path / "bomb.tif")
+    header = struct.pack(">IIBBBBB", 70000, 70000, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 10)) + _chunk(b"IEND", b"")
+    (tmp_path / "bomb.png").write_bytes(png)
+    with pytest.raises(UserError, match="too large to decode"):
+        read_image(tmp_path / "bomb.png")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -17,6 +17,11 @@ import numpy as np
 
 from .errors import UserError
 
+# Largest image decoded whole (bytes). Bigger TIFFs are predicted by streaming
+# (tiling.TiffSource); a file declaring more is refused before any allocation.
+MAX_DECODED_BYTES = 4 * 2**30
+MAX_PNG_PIXELS = 2**28  # Pillow's decompression-bomb limit, set explicitly (its default is 89 Mpx)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -85,10 +90,13 @@ def _read_raw(path: str | Path) -> tuple[np.ndarray, str]:
 
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
+                _check_size(path, int(np.prod(series.shape)) * series.dtype.itemsize)
                 return series.asarray(), series.axes
         from PIL import Image
 
-        with Image.open(path) as img:
+        Image.MAX_IMAGE_PIXELS = MAX_PNG_PIXELS
+        with Image.open(path) as img:  # raises DecompressionBombError past 2x the limit
+            _check_size(path, img.width * img.height * len(img.getbands()) * 2)
             img.load()
             if img.mode == "P":  # palette masks: the indices are the labels
                 return np.asarray(img), "YX"
@@ -98,6 +106,17 @@ def _read_raw(path: str | Path) -> tuple[np.ndarray, str]:
                 img = img.convert("RGB")
             array = np.asarray(img)
             return array, "YX" if array.ndim == 2 else "YXS"
+
+
+def _check_size(path, nbytes: int) -> None:
+    """Refuse an image whose declared size would not fit, before allocating it."""
+    if nbytes > MAX_DECODED_BYTES:
+        raise UserError(
+            f"image declares {nbytes / 2**30:.1f} GiB of pixels, more than the {MAX_DECODED_BYTES / 2**30:.0f} GiB "
+            "read whole",
+            path=path,
+            fix="predict it as a tiled TIFF (streamed), or cut it into smaller images",
+        )
 
 
 @contextlib.contextmanager
@@ -113,6 +132,8 @@ def _opening(path: str | Path):
     except MemoryError:
         raise UserError("image too large to hold in memory", path=path, fix="use a tiled TIFF and streaming prediction") from None
     except Exception as exc:  # noqa: BLE001 - a decoder's error means an unreadable file
+        if type(exc).__name__ == "DecompressionBombError":  # Pillow's refusal of an absurd declared size
+            raise UserError(f"image too large to decode ({exc})", path=path, fix="cut it into smaller images") from None
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
             f"cannot read image ({reason})", path=path, fix="re-export it as PNG or TIFF; it may be truncated or corrupt"
