@@ -16,10 +16,7 @@ Prints a table and saves dated JSON with machine info under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +27,9 @@ from scipy import ndimage
 
 import unetkit
 from unetkit import metrics
-from unetkit.io import write_image, write_text
+from unetkit.io import write_image
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"rand_error_sweep": 0.2, "warping_error_sweep": 2.0, "evaluate_set": 60.0}
@@ -54,16 +53,6 @@ def best_time(function, repeats: int) -> float:
     return min(times)
 
 
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "unetkit": unetkit.__version__,
-    }
 
 
 def main() -> None:
@@ -104,18 +93,13 @@ def main() -> None:
     print("stack scores: " + ", ".join(f"{k} {stack[k]:.6f}" for k in ("rand_error", "info_error", "warping_error", "pixel_error")))
 
     if not args.no_save:
-        record = {
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": machine(),
+        save("metrics", {
             "slices": len(label_files),
             "repeats": args.repeats,
             "seconds": timings,
             "targets_seconds": TARGETS,
             "stack_scores": {k: stack[k] for k in ("rand_error", "info_error", "warping_error", "pixel_error", "mean_iou")},
-        }
-        out = ROOT / "benchmarks" / "results" / f"metrics_{datetime.date.today().isoformat()}.json"
-        write_text(out, json.dumps(record, indent=2) + "\n")
-        print(f"saved {out.relative_to(ROOT)}")
+        })
 
 
 if __name__ == "__main__":

@@ -18,10 +18,6 @@ on the weights). Saves dated JSON with machine info under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -29,6 +25,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RSS_MB = 1536
@@ -77,21 +75,6 @@ def measure(run: Path, image: Path, out: Path, extra: list[str]) -> dict:
     return {"peak_rss_mb": rss_kb / 1024, "wall_seconds": seconds}
 
 
-def machine() -> dict:
-    import torch
-
-    import unetkit
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-        "load_average_1min": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "unetkit": unetkit.__version__,
-    }
 
 
 def main() -> None:
@@ -119,22 +102,14 @@ def main() -> None:
     peak = max(r["peak_rss_mb"] for r in rows)
     print(f"s/MP largest / smallest: {linearity:.2f} (1.0 = linear)   peak RSS {peak:.0f} MB (target < {TARGET_RSS_MB} MB)")
     if not args.no_save:
-        record = {
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": machine(),
+        save("predict_memory", {
             "preset": args.preset,
             "flags": ["--stream-above", args.stream_above, *args.extra],
             "rows": rows,
             "seconds_per_megapixel_ratio_largest_to_smallest": linearity,
             "peak_rss_mb": peak,
             "target_peak_rss_mb": TARGET_RSS_MB,
-        }
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = ROOT / "benchmarks" / "results" / f"predict_memory-{stamp}.json"
-        from unetkit.io import write_text
-
-        write_text(out, json.dumps(record, indent=2) + "\n")
-        print(f"saved {out.relative_to(ROOT)}")
+        })
 
 
 if __name__ == "__main__":

@@ -20,11 +20,8 @@ Saves dated JSON with machine info under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import sys
 import copy
-import datetime
-import json
-import os
-import platform
 import statistics
 import time
 import warnings
@@ -36,8 +33,9 @@ import torch
 import unetkit
 from unetkit.config import DataConfig
 from unetkit.export import export_model, onnx_logits_fn
-from unetkit.io import write_text
 from unetkit.predict import Predictor, PredictConfig, torch_logits_fn
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SPEEDUP = 1.5
@@ -101,18 +99,6 @@ def bench_preset(preset: str, size: int, repeats: int, tmp: Path) -> dict:
     }
 
 
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": __import__("onnxruntime").__version__,
-        "unetkit": unetkit.__version__,
-    }
 
 
 def main() -> None:
@@ -137,17 +123,7 @@ def main() -> None:
                 print(f"{name:20} {seconds:9.3f} {1 / seconds:9.3f} {speedup:7.2f}x {result['max_prob_difference_vs_eager'][name]:9.1e}")
             print(f"best: {result['best_path']} ({result['best_speedup_vs_eager']:.2f}x eager; target >= {TARGET_SPEEDUP}x for paper)")
     if not args.no_save:
-        record = {
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": machine(),
-            "repeats": args.repeats,
-            "target_speedup_paper": TARGET_SPEEDUP,
-            "results": results,
-        }
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = ROOT / "benchmarks" / "results" / f"predict_speed-{stamp}.json"
-        write_text(out, json.dumps(record, indent=2) + "\n")
-        print(f"saved {out.relative_to(ROOT)}")
+        save("predict_speed", {"repeats": args.repeats, "target_speedup_paper": TARGET_SPEEDUP, "results": results})
 
 
 if __name__ == "__main__":

@@ -17,16 +17,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import unetkit
@@ -34,6 +29,8 @@ from unetkit.augment import augment_batch, required_slack
 from unetkit.config import AugmentConfig, DataConfig
 from unetkit.data import PatchDataset, load_examples, pair_files
 from unetkit.weightmap import balancing_weights, class_frequencies, weight_map
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
@@ -64,13 +61,10 @@ def main() -> None:
     result = {
         "preset": args.preset, "batch_size": args.batch_size, "patch_size": args.patch_size, "workers": args.workers,
         "step_s": float(row["step_s"]), "samples_per_s": float(row["samples_per_s"]),
-        "data_share": float(row["data_share"]), **parts, "machine": machine(),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "data_share": float(row["data_share"]), **parts,
     }
-    print_table(result)
-    out = ROOT / "benchmarks" / "results" / f"bench_train-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    print_table(result, torch.get_num_threads())
+    save("bench_train", result)
 
 
 def time_parts(args) -> dict:
@@ -101,15 +95,9 @@ def time_parts(args) -> dict:
             "augment_s_per_batch": (time.perf_counter() - begin) / 3, "image_size": list(examples[0].shape)}
 
 
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "processor": platform.processor()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
-def print_table(r: dict) -> None:
+def print_table(r: dict, threads: int) -> None:
     rows = [
         ("step (s)", f"{r['step_s']:.3f}"),
         ("samples / s", f"{r['samples_per_s']:.1f}"),
@@ -119,7 +107,7 @@ def print_table(r: dict) -> None:
         ("weight map, once per image (s)", f"{r['weight_map_s_per_image_once']:.3f}"),
     ]
     print(f"{r['preset']} preset, batch {r['batch_size']}, patch {r['patch_size']}, workers {r['workers']}, "
-          f"{r['machine']['cpu_count']} CPUs, torch {r['machine']['torch']}")
+          f"{threads} torch threads, torch {torch.__version__}")
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value:>10}")

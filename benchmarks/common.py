@@ -16,7 +16,10 @@ def machine() -> dict:
     import numpy
     import torch
 
+    import unetkit
+
     info = {
+        "unetkit": unetkit.__version__,
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -37,9 +40,12 @@ def machine() -> dict:
 
 
 def save(name: str, result: dict) -> Path:
-    """Write `results/NAME-YYYYmmdd-HHMMSS.json` with the machine info; return its path."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = RESULTS / f"{name}-{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"date": stamp, "machine": machine(), **result}, indent=2, default=str) + "\n")
+    """Write `results/NAME-YYYYmmdd-HHMMSS.json` with the date and machine info; print and return its path."""
+    from unetkit.io import write_text
+
+    now = datetime.datetime.now()
+    path = RESULTS / f"{name}-{now:%Y%m%d-%H%M%S}.json"
+    record = {"date": now.isoformat(timespec="seconds"), "machine": machine(), **result}
+    write_text(path, json.dumps(record, indent=2, default=str) + "\n")
+    print(f"saved {path.relative_to(RESULTS.parent.parent)}")
     return path

@@ -109,3 +109,11 @@ def test_absurd_declared_sizes_are_refused_before_allocating(tmp_path, monkeypat
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_nan_and_inf_float_images_are_refused(tmp_path):
+    image = np.zeros((8, 8), np.float32)
+    image[2, 3] = np.nan
+    write_image(tmp_path / "nan.tif", image)
+    with pytest.raises(UserError, match="NaN or infinite"):
+        read_image(tmp_path / "nan.tif")

@@ -60,7 +60,10 @@ def count_pages(path: str | Path) -> int:
 def read_image(path: str | Path, page: int | None = None) -> np.ndarray:
     """An image as a `(C, H, W)` array in its stored dtype. `page` picks one image of a stack."""
     array, axes = _read_raw(path)
-    return _to_chw(array, axes, path, page)
+    image = _to_chw(array, axes, path, page)
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise UserError("image holds NaN or infinite values", path=path, fix="replace them (e.g. by 0) and save again")
+    return image
 
 
 def read_mask(path: str | Path, page: int | None = None) -> np.ndarray:
