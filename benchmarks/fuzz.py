@@ -1,0 +1,107 @@
+"""The long fuzz run: damaged files through the readers and `unetkit predict`.
+
+    .venv/bin/python benchmarks/fuzz.py                      # 1000 reader cases + 100 CLI cases
+    .venv/bin/python benchmarks/fuzz.py --cases 50 --cli-cases 5 --no-save   # a quick check
+
+Counts each case's outcome: valid output, one-line UserError, traceback (any
+other exception or a malformed error) or hang (past the time limit), and
+whether the input file was left unchanged. Saves dated JSON under
+benchmarks/results/. The bounded version runs in CI as tests/test_fuzz.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import tempfile
+import traceback
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
+from fuzzing import Hang, mutate, read_outcome, seeds, time_limit  # noqa: E402
+
+from unetkit import DataConfig, create_model  # noqa: E402
+from unetkit.checkpoint import save_config, save_weights  # noqa: E402
+from unetkit.cli import main as cli  # noqa: E402
+
+NAMES = ["bild ü 01", "scan 2", "séction_03", "x"]
+
+
+def reader_case(folder: Path, suffix: str, data: bytes, case: int) -> tuple[str, bool]:
+    damaged = mutate(data, np.random.default_rng(case))
+    path = folder / f"{NAMES[case % len(NAMES)]}{suffix}"
+    path.write_bytes(damaged)
+    with time_limit(20):
+        outcome = read_outcome(path)
+    return outcome, path.read_bytes() == damaged
+
+
+def cli_case(folder: Path, run: Path, suffix: str, data: bytes, case: int) -> tuple[str, bool]:
+    (folder / "in").mkdir()
+    damaged = mutate(data, np.random.default_rng(case))
+    path = folder / "in" / f"{NAMES[case % len(NAMES)]}{suffix}"
+    path.write_bytes(damaged)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), time_limit(60):
+        code = cli(["predict", str(run), str(folder / "in"), "--out", str(folder / "out")])
+    errors = [line for line in err.getvalue().splitlines() if line.startswith("unetkit ")]
+    if code not in (0, 2) or (code == 2 and len(errors) != 1):
+        raise AssertionError(f"exit {code}: {err.getvalue()!r}")
+    leftovers = [p for p in (folder / "out").glob(".*")] if (folder / "out").exists() else []
+    if leftovers:
+        raise AssertionError(f"temporary files left: {leftovers}")
+    return ("ok" if code == 0 else "user_error"), path.read_bytes() == damaged
+
+
+def run_cases(count: int, one_case, start: int = 0) -> dict:
+    table, failures = Counter(), []
+    sources = seeds()
+    names = sorted(sources)
+    for case in range(start, start + count):
+        suffix, data = sources[names[case % len(names)]]
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                outcome, intact = one_case(Path(tmp), suffix, data, case)
+                table[outcome] += 1
+                table["input_modified"] += not intact
+            except Hang:
+                table["hang"] += 1
+                failures.append((case, "hang"))
+            except Exception:  # noqa: BLE001 - counting them is the point
+                table["traceback"] += 1
+                failures.append((case, traceback.format_exc(limit=3)))
+    return {"cases": count, **{k: table.get(k, 0) for k in ("ok", "user_error", "traceback", "hang", "input_modified")},
+            "failures": failures[:20]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=1000, help="reader cases")
+    parser.add_argument("--cli-cases", type=int, default=100, help="`unetkit predict` cases")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    readers = run_cases(args.cases, reader_case)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        model = create_model("tiny")
+        save_config(run, model.config, DataConfig())
+        save_weights(run, model)
+        commands = run_cases(args.cli_cases, lambda folder, *rest: cli_case(folder, run, *rest), start=10**6)
+    print(f"{'target':<16} {'cases':>6} {'ok':>6} {'UserError':>10} {'traceback':>10} {'hang':>5} {'inputs modified':>16}")
+    for name, r in (("read_image/mask", readers), ("unetkit predict", commands)):
+        print(f"{name:<16} {r['cases']:>6} {r['ok']:>6} {r['user_error']:>10} {r['traceback']:>10} {r['hang']:>5} {r['input_modified']:>16}")
+        for case, text in r["failures"]:
+            print(f"  case {case}: {text}")
+    if not args.no_save:
+        save("fuzz", {"readers": readers, "predict_cli": commands, "command": " ".join(sys.argv)})
+
+
+if __name__ == "__main__":
+    main()
