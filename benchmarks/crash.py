@@ -37,10 +37,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = make_data(tmp / "data")
-        kill_after(train_command(data, tmp / "straight", resume=False), 600)
-        train_kills = crash_training(data, tmp / "crashed", args.train_kills, rng, max_delay=6.0)
+        steps = 400 * args.train_kills  # long enough that every kill lands mid-run
+        kill_after(train_command(data, tmp / "straight", resume=False, steps=steps), 3600)
+        train_kills = crash_training(data, tmp / "crashed", args.train_kills, rng, max_delay=6.0, steps=steps)
         same = weights_equal(tmp / "straight", tmp / "crashed")
-        predict_kills = crash_prediction(tmp / "crashed", data / "images", tmp / "out", args.predict_kills, rng)
+        many = make_data(tmp / "many", count=40, side=256)  # enough images that prediction runs for seconds
+        predict_kills = crash_prediction(tmp / "crashed", many / "images", tmp / "out", args.predict_kills, rng, 8.0)
     result = {"train_kills": train_kills, "predict_kills": predict_kills, "files_lost_or_corrupt": 0,
               "resumed_equals_uninterrupted": same, "seconds": time.perf_counter() - start}
     print(f"training killed {train_kills} times, prediction {predict_kills} times; every file under a final name "

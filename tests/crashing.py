@@ -22,17 +22,17 @@ from unetkit.io import read_image
 from unetkit.synthetic import write_dataset
 
 STEPS = 300
-TRAIN_FLAGS = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32", "--steps", str(STEPS), "--save-every", "5",
+TRAIN_FLAGS = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32", "--save-every", "5",
                "--deterministic", "--quiet", "--val-names", "05"]
 
 
-def make_data(folder: Path) -> Path:
-    return write_dataset(folder, count=6, shape=(48, 48), seed=1)
+def make_data(folder: Path, count: int = 6, side: int = 48) -> Path:
+    return write_dataset(folder, count=count, shape=(side, side), seed=1)
 
 
-def train_command(data: Path, run: Path, resume: bool) -> list[str]:
+def train_command(data: Path, run: Path, resume: bool, steps: int = STEPS) -> list[str]:
     command = [sys.executable, "-m", "unetkit", "train", "--images", str(data / "images"), "--masks", str(data / "labels"),
-               "--out", str(run), *TRAIN_FLAGS]
+               "--out", str(run), "--steps", str(steps), *TRAIN_FLAGS]
     return command + ["--resume"] if resume else command
 
 
@@ -81,28 +81,32 @@ def check_predictions(out: Path) -> None:
             read_image(path)
 
 
-def crash_training(data: Path, run: Path, kills: int, rng: np.random.Generator, max_delay: float = 8.0) -> int:
-    """Kill training `kills` times at random moments, resuming each time; finish; return kills made."""
+def finished(run: Path, steps: int) -> bool:
+    return (run / "train_state.pt").exists() and load_train_state(run)["loop"]["step"] >= steps
+
+
+def crash_training(data: Path, run: Path, kills: int, rng: np.random.Generator, max_delay: float = 8.0,
+                   steps: int = STEPS) -> int:
+    """Kill training up to `kills` times at random moments, resuming each time; finish; return kills made."""
     made = 0
-    while made < kills:
-        resume = (run / "config.json").exists()
-        if kill_after(train_command(data, run, resume), rng.uniform(1.0, max_delay)) is None:
-            made += 1
+    while made < kills and not finished(run, steps):
+        command = train_command(data, run, (run / "config.json").exists(), steps)
+        made += kill_after(command, rng.uniform(1.0, max_delay)) is None
         check_run_folder(run)
-        if (run / "train_state.pt").exists() and load_train_state(run)["loop"]["step"] >= STEPS:
-            break  # finished between kills
-    while not ((run / "train_state.pt").exists() and load_train_state(run)["loop"]["step"] >= STEPS):
-        kill_after(train_command(data, run, (run / "config.json").exists()), 600)
+    while not finished(run, steps):
+        kill_after(train_command(data, run, (run / "config.json").exists(), steps), 600)
     check_run_folder(run)
     return made
 
 
-def crash_prediction(run: Path, images: Path, out: Path, kills: int, rng: np.random.Generator) -> int:
+def crash_prediction(run: Path, images: Path, out: Path, kills: int, rng: np.random.Generator, max_delay: float = 4.0) -> int:
+    """Kill prediction up to `kills` times (3 x kills tries), checking the outputs each time; finish; return kills made."""
     command = [sys.executable, "-m", "unetkit", "predict", str(run), str(images), "--out", str(out)]
     made = 0
-    for _ in range(kills):
-        if kill_after(command, rng.uniform(0.5, 4.0)) is None:
-            made += 1
+    for _ in range(3 * kills):
+        if made == kills:
+            break
+        made += kill_after(command, rng.uniform(0.5, max_delay)) is None
         check_predictions(out)
     assert kill_after(command, 600) == 0
     check_predictions(out)

@@ -58,6 +58,8 @@ def seeds() -> dict[str, tuple[str, bytes]]:
         "tiff_stack": (".tif", _tiff(np.stack([grey] * 3), photometric="minisblack")),
         "tiff_multiband": (".tif", _tiff(np.stack([grey] * 5), metadata={"axes": "CYX"})),
         "tiff_tiled": (".tif", _tiff(np.zeros((64, 64), np.uint8), tile=(16, 16))),
+        "tiff_complex": (".tif", _tiff(floats.astype(np.complex64))),
+        "tiff_int32_rgb": (".tif", _tiff(np.stack([grey.astype(np.int32)] * 3, -1), photometric="rgb")),
         "empty": (".png", b""),
     }
 

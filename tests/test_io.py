@@ -117,3 +117,9 @@ def test_nan_and_inf_float_images_are_refused(tmp_path):
     write_image(tmp_path / "nan.tif", image)
     with pytest.raises(UserError, match="NaN or infinite"):
         read_image(tmp_path / "nan.tif")
+
+
+def test_complex_pixels_are_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "c.tif", np.ones((4, 4), np.complex64))
+    with pytest.raises(UserError, match="unsupported pixel type complex64"):
+        read_image(tmp_path / "c.tif")

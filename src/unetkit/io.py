@@ -61,6 +61,8 @@ def read_image(path: str | Path, page: int | None = None) -> np.ndarray:
     """An image as a `(C, H, W)` array in its stored dtype. `page` picks one image of a stack."""
     array, axes = _read_raw(path)
     image = _to_chw(array, axes, path, page)
+    if image.dtype.kind not in "biuf":  # bool, integers, floats; not complex, strings, records
+        raise UserError(f"unsupported pixel type {image.dtype}", path=path, fix="save integer or float pixels")
     if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
         raise UserError("image holds NaN or infinite values", path=path, fix="replace them (e.g. by 0) and save again")
     return image
