@@ -25,10 +25,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
-from fuzzing import Hang, mutate, read_outcome, seeds, time_limit  # noqa: E402
+from fuzzing import Hang, damage_run, load_run_outcome, mutate, read_outcome, seeds, time_limit  # noqa: E402
 
 from unetkit import DataConfig, create_model  # noqa: E402
-from unetkit.checkpoint import save_config, save_weights  # noqa: E402
+from unetkit.checkpoint import save_config, save_train_state, save_weights  # noqa: E402
 from unetkit.cli import main as cli  # noqa: E402
 
 NAMES = ["bild ü 01", "scan 2", "séction_03", "x"]
@@ -60,6 +60,24 @@ def cli_case(folder: Path, run: Path, suffix: str, data: bytes, case: int) -> tu
     return ("ok" if code == 0 else "user_error"), path.read_bytes() == damaged
 
 
+def run_folder_case(folder: Path, suffix: str, data: bytes, case: int) -> tuple[str, bool]:
+    """A run folder with one file damaged (config, weights or training state) must load or fail in one line."""
+    import torch
+
+    make_run(folder)
+    save_train_state(folder, {"loop": {"step": 3}, "rng": torch.get_rng_state()})
+    damage_run(folder, np.random.default_rng(case))
+    with time_limit(20):
+        return load_run_outcome(folder), True
+
+
+def make_run(folder: Path) -> Path:
+    model = create_model("tiny")
+    save_config(folder, model.config, DataConfig())
+    save_weights(folder, model)
+    return folder
+
+
 def run_cases(count: int, one_case, start: int = 0) -> dict:
     table, failures = Counter(), []
     sources = seeds()
@@ -85,22 +103,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1000, help="reader cases")
     parser.add_argument("--cli-cases", type=int, default=100, help="`unetkit predict` cases")
+    parser.add_argument("--run-cases", type=int, default=300, help="damaged run folders loaded")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     readers = run_cases(args.cases, reader_case)
+    runs = run_cases(args.run_cases, run_folder_case, start=2 * 10**6)
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp)
-        model = create_model("tiny")
-        save_config(run, model.config, DataConfig())
-        save_weights(run, model)
+        run = make_run(Path(tmp))
         commands = run_cases(args.cli_cases, lambda folder, *rest: cli_case(folder, run, *rest), start=10**6)
     print(f"{'target':<16} {'cases':>6} {'ok':>6} {'UserError':>10} {'traceback':>10} {'hang':>5} {'inputs modified':>16}")
-    for name, r in (("read_image/mask", readers), ("unetkit predict", commands)):
+    for name, r in (("read_image/mask", readers), ("run folders", runs), ("unetkit predict", commands)):
         print(f"{name:<16} {r['cases']:>6} {r['ok']:>6} {r['user_error']:>10} {r['traceback']:>10} {r['hang']:>5} {r['input_modified']:>16}")
         for case, text in r["failures"]:
             print(f"  case {case}: {text}")
     if not args.no_save:
-        save("fuzz", {"readers": readers, "predict_cli": commands, "command": " ".join(sys.argv)})
+        save("fuzz", {"readers": readers, "run_folders": runs, "predict_cli": commands, "command": " ".join(sys.argv)})
 
 
 if __name__ == "__main__":

@@ -123,3 +123,25 @@ def read_outcome(path) -> str:
             raise AssertionError(f"{reader.__name__} returned an empty or odd array {array.shape}")
         outcomes.append("ok")
     return "ok" if outcomes == ["ok", "ok"] else "user_error"
+
+
+def damage_run(run, rng: np.random.Generator) -> str:
+    """Damage one file of a run folder (config, weights or training state); return its name."""
+    names = sorted(p.name for p in run.iterdir())
+    name = names[int(rng.integers(len(names)))]
+    (run / name).write_bytes(mutate((run / name).read_bytes(), rng))
+    return name
+
+
+def load_run_outcome(run) -> str:
+    """Loading a damaged run folder: 'ok' or 'user_error' (one line naming a file of the run)."""
+    from unetkit.checkpoint import load_run, load_train_state
+
+    try:
+        load_run(run, "last")
+        load_train_state(run)
+    except UserError as exc:
+        if "\n" in str(exc) or str(run) not in str(exc):
+            raise AssertionError(f"error is not one line naming the run: {exc!r}") from None
+        return "user_error"
+    return "ok"

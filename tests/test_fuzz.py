@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzzing import Hang, mutate, read_outcome, seeds, time_limit
+from fuzzing import Hang, damage_run, load_run_outcome, mutate, read_outcome, seeds, time_limit
 from unetkit import DataConfig, create_model
-from unetkit.checkpoint import save_config, save_weights
+from unetkit.checkpoint import save_config, save_train_state, save_weights
 from unetkit.cli import main
 from unetkit.io import read_image
 
@@ -21,7 +21,7 @@ SEEDS = seeds()
 NAMES = ["bild ü 01", "scan 2", "séction_03", "x"]  # spaces and unicode in file names
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.sampled_from(sorted(SEEDS)), case=st.integers(0, 2**32 - 1))
 def test_readers_answer_every_damaged_file(seed, case):
     suffix, data = SEEDS[seed]
@@ -43,7 +43,7 @@ def tiny_run(tmp_path_factory):
     return run
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.sampled_from(sorted(SEEDS)), case=st.integers(0, 2**32 - 1))
 def test_cli_predict_and_evaluate_answer_every_damaged_file(tiny_run, capsys, seed, case):
     suffix, data = SEEDS[seed]
@@ -63,6 +63,38 @@ def test_cli_predict_and_evaluate_answer_every_damaged_file(tiny_run, capsys, se
             with time_limit(60):
                 code = main(["evaluate", "--pred", str(tmp / "out"), "--gt", str(tmp / "in"), "--boundary-class", "0"])
             _check_answer(code, capsys)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(case=st.integers(0, 2**32 - 1))
+def test_damaged_run_folders_load_or_fail_in_one_line(case):
+    import torch
+
+    rng = np.random.default_rng(case)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        model = create_model("tiny")
+        save_config(run, model.config, DataConfig())
+        save_weights(run, model)
+        save_train_state(run, {"loop": {"step": 3}, "rng": torch.get_rng_state()})
+        damage_run(run, rng)
+        with time_limit(20):
+            load_run_outcome(run)
+
+
+@settings(max_examples=20, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.sampled_from(sorted(k for k, (suffix, _) in SEEDS.items() if suffix == ".tif")), case=st.integers(0, 2**32 - 1))
+def test_streamed_prediction_answers_every_damaged_tiff(tiny_run, capsys, seed, case):
+    suffix, data = SEEDS[seed]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{NAMES[case % len(NAMES)]}{suffix}"
+        path.write_bytes(mutate(data, np.random.default_rng(case)))
+        with time_limit(60):  # --stream-above 0: read tile by tile, written band by band
+            code = main(["predict", str(tiny_run), str(path), "--out", str(Path(tmp) / "out"), "--stream-above", "0"])
+        _check_answer(code, capsys)
+        if code == 0:
+            for out in (Path(tmp) / "out").iterdir():
+                assert not out.name.startswith("."), f"temporary file left: {out.name}"
 
 
 def _check_answer(code: int, capsys) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from . import __version__
 from .config import DataConfig, ModelConfig, from_dict, to_dict
-from .errors import UserError
+from .errors import UserError, first_line
 from .io import atomic_path, write_text
 from .model import UNet
 
@@ -71,7 +71,7 @@ def load_train_state(run_dir: str | Path) -> dict | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - includes the UnpicklingError of a hostile file
-        reason = str(exc).splitlines()[0][:200]
+        reason = first_line(exc)
         raise UserError(
             f"training state rejected ({reason})", path=path, fix="delete it to restart training from the weights"
         ) from None
@@ -117,7 +117,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        first = first_line(exc)
         raise UserError(f"weights do not fit the model ({first})", path=path, fix="check config.json beside it") from None
 
 

@@ -15,3 +15,9 @@ class UserError(Exception):
         if fix:
             parts.append(f"fix: {fix}")
         super().__init__(" -- ".join(p.replace("\n", " ") for p in parts))
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's first message line (or its type name when it has none), for a one-line error."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .io import atomic_path
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -125,7 +125,7 @@ def onnx_logits_fn(path: str | Path, threads: int | None = None):
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
-        reason = str(exc).splitlines()[0][:200]
+        reason = first_line(exc)
         raise UserError(f"cannot load ONNX model ({reason})", path=path, fix="re-export it with `unetkit export RUN --format onnx`") from None
     return lambda batch: session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 # Largest image decoded whole (bytes). Bigger TIFFs are predicted by streaming
 # (tiling.TiffSource); a file declaring more is refused before any allocation.
@@ -61,11 +61,16 @@ def read_image(path: str | Path, page: int | None = None) -> np.ndarray:
     """An image as a `(C, H, W)` array in its stored dtype. `page` picks one image of a stack."""
     array, axes = _read_raw(path)
     image = _to_chw(array, axes, path, page)
-    if image.dtype.kind not in "biuf":  # bool, integers, floats; not complex, strings, records
-        raise UserError(f"unsupported pixel type {image.dtype}", path=path, fix="save integer or float pixels")
-    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-        raise UserError("image holds NaN or infinite values", path=path, fix="replace them (e.g. by 0) and save again")
+    check_pixels(image, path)
     return image
+
+
+def check_pixels(pixels: np.ndarray, path) -> None:
+    """Refuse pixels no model can use: complex or other odd types, NaN or infinite floats."""
+    if pixels.dtype.kind not in "biuf":  # bool, integers, floats; not complex, strings, records
+        raise UserError(f"unsupported pixel type {pixels.dtype}", path=path, fix="save integer or float pixels")
+    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+        raise UserError("image holds NaN or infinite values", path=path, fix="replace them (e.g. by 0) and save again")
 
 
 def read_mask(path: str | Path, page: int | None = None) -> np.ndarray:
@@ -139,7 +144,7 @@ def _opening(path: str | Path):
     except Exception as exc:  # noqa: BLE001 - a decoder's error means an unreadable file
         if type(exc).__name__ == "DecompressionBombError":  # Pillow's refusal of an absurd declared size
             raise UserError(f"image too large to decode ({exc})", path=path, fix="cut it into smaller images") from None
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(
             f"cannot read image ({reason})", path=path, fix="re-export it as PNG or TIFF; it may be truncated or corrupt"
         ) from None

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .io import _opening
+from .io import _opening, check_pixels
 
 # A function from a batch of normalised tiles (N, C, h, w) float32 to
 # class probabilities (N, K, h - 2m, w - 2m) float32.
@@ -144,6 +144,7 @@ class TiffSource:
         index = tuple(region.get(axis, self._stack_index) for axis in self._axes)
         with _opening(self.path):
             box = np.asarray(self._array[index])
+        check_pixels(box, self.path)  # read_image's check, tile by tile
         return box[None] if self._channel_axis is None else np.moveaxis(box, self._channel_axis, 0)
 
     def close(self) -> None:
