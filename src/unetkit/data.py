@@ -114,6 +114,13 @@ def _shown(paths, limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def check_paired(lonely: dict[str, list], where: str, fix: str) -> None:
+    """Raise one UserError listing every group of unpaired files ({"images without a mask": [...], ...})."""
+    parts = [f"{what}: {_shown(paths)}" for what, paths in lonely.items() if paths]
+    if parts:
+        raise UserError("; ".join(parts), path=where, fix=fix)
+
+
 def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[Pair]:
     """Pair images with masks by file stem (and page for stacks); unpaired files are an error."""
     images, masks = list_images(images_dir), list_images(masks_dir)
@@ -127,14 +134,11 @@ def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[Pair]:
         by_key[key] = mask
     lonely_images = [p for p in images if p.stem not in by_key]
     lonely_masks = sorted(set(masks) - {by_key[p.stem] for p in images if p.stem in by_key})
-    if lonely_images or lonely_masks:
-        parts = [f"images without a mask: {_shown(lonely_images)}"] if lonely_images else []
-        parts += [f"masks without an image: {_shown(lonely_masks)}"] if lonely_masks else []
-        raise UserError(
-            "; ".join(parts),
-            path=f"{images_dir} + {masks_dir}",
-            fix="give each image a mask with the same file stem (e.g. 01.png + 01.png or 01_mask.png), or move the others out",
-        )
+    check_paired(
+        {"images without a mask": lonely_images, "masks without an image": lonely_masks},
+        f"{images_dir} + {masks_dir}",
+        "give each image a mask with the same file stem (e.g. 01.png + 01.png or 01_mask.png), or move the others out",
+    )
     pairs = []
     for image in images:
         mask = by_key[image.stem]

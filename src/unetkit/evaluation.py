@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DataConfig
-from .data import MASK_STEM_SUFFIXES, _shown, mask_to_classes
+from .data import MASK_STEM_SUFFIXES, check_paired, mask_to_classes
 from .errors import UserError
 from .io import count_pages, list_images, read_image, read_mask, write_text
 from . import metrics
@@ -110,14 +110,11 @@ def pair_predictions(pred_dir: str | Path, gt_dir: str | Path) -> list[Predictio
         gts[key] = path
     lonely_preds = [p for key in sorted(set(preds) - set(gts)) for p in preds[key]]
     lonely_gts = [gts[key] for key in sorted(set(gts) - set(preds))]
-    if lonely_preds or lonely_gts:
-        parts = [f"predictions without ground truth: {_shown(lonely_preds)}"] if lonely_preds else []
-        parts += [f"ground truth without a prediction: {_shown(lonely_gts)}"] if lonely_gts else []
-        raise UserError(
-            "; ".join(parts),
-            path=f"{pred_dir} + {gt_dir}",
-            fix="name each prediction like its ground truth (NAME.png, NAME_labels.png or NAME_probs.tif), or move the others out",
-        )
+    check_paired(
+        {"predictions without ground truth": lonely_preds, "ground truth without a prediction": lonely_gts},
+        f"{pred_dir} + {gt_dir}",
+        "name each prediction like its ground truth (NAME.png, NAME_labels.png or NAME_probs.tif), or move the others out",
+    )
     pairs = []
     for key, gt in sorted(gts.items()):
         roles = _roles(preds[key])
