@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ModelConfig
+from .config import ModelConfig, to_dict
 
 CONVS_PER_BLOCK = 2
 
@@ -313,13 +313,10 @@ def summarize(model: UNet, height: int, width: int) -> str:
     lines += [f"{name:<12} {str(shape):<22} {params:>12,}" for name, shape, params in rows]
     lines += [
         "",
-        f"config: {to_dict_short(model.config)}",
+        "config: " + ", ".join(f"{k}={v}" for k, v in to_dict(model.config).items()),
         f"parameters: {count_parameters(model):,}   conv layers: {convs}",
         f"input: {height} x {width}   output: {out_h} x {out_w}   margin: {model.margin} px",
         f"FLOPs: {counter.get_total_flops() / 1e9:.2f} GFLOP per image   receptive field: {model.receptive_field} px",
     ]
     return "\n".join(lines)
 
-
-def to_dict_short(config: ModelConfig) -> str:
-    return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items())
