@@ -78,22 +78,24 @@ def monai_unet(config: ModelConfig) -> Peer:
     return Peer(net, config)
 
 
-# name -> (preset whose sizes/training defaults apply, network builder)
+# name -> (preset whose sizes/training defaults apply, network builder, model overrides)
 CONTENDERS = {
-    "unetkit-default": ("default", UNet),
-    "monai-BasicUNet": ("default", monai_basic_unet),
-    "monai-UNet": ("default", monai_unet),
-    "unetkit-paper": ("paper", UNet),
+    "unetkit-default": ("default", UNet, {}),
+    "monai-BasicUNet": ("default", monai_basic_unet, {}),
+    "monai-UNet": ("default", monai_unet, {}),
+    "unetkit-paper": ("paper", UNet, {}),
+    "unetkit-default-w8": ("default", UNet, {"base_width": 8}),
 }
+DEFAULT_RUN = ["unetkit-default", "monai-BasicUNet", "monai-UNet"]
 
 
 def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int) -> dict:
-    preset, build = CONTENDERS[name]
+    preset, build, overrides = CONTENDERS[name]
     run = out / name
     if run.exists():
         shutil.rmtree(run)
     train(data / "images", data / "labels", run, preset=preset, time_budget=minutes, val_names=tuple(HELD_OUT),
-          seed=seed, build_model=build)
+          seed=seed, build_model=build, **overrides)
     config = read_config(run)
     model = build(from_dict(ModelConfig, config["model"]))
     load_weights(model, run / "model.safetensors")  # the last weights
@@ -136,7 +138,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ISBI)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy_isbi")
     parser.add_argument("--minutes", type=float, default=15.0)
-    parser.add_argument("--only", nargs="*", choices=list(CONTENDERS), default=[n for n in CONTENDERS if n != "unetkit-paper"])
+    parser.add_argument("--only", nargs="*", choices=list(CONTENDERS), default=DEFAULT_RUN)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -16,6 +16,9 @@ def test_demo_runs_the_whole_loop_and_writes_the_report(tmp_path, capsys):
     assert set(metrics["images"]) == {"12", "13", "14", "15"}  # the four held-out sections
     for key in ("pixel_error", "rand_error", "warping_error", "mean_iou"):
         assert 0 <= metrics["mean"][key] <= 1
+    (out / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(out), "--minutes", "0.05", "--preset", "tiny"]) == 0  # again, same folder
+    assert (out / "notes.txt").read_text() == "mine"  # only the demo's own outputs are replaced
 
 
 def test_demo_with_a_folder_missing_labels_is_a_one_line_error(tmp_path, capsys):

@@ -7,6 +7,7 @@ interior, 0 = membrane) and holds out the last fifth of the sections.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from .engine import train
@@ -35,8 +36,12 @@ def held_out_names(folder: Path) -> list[str]:
 
 
 def run_demo(out: str | Path, data: str | Path | None = None, minutes: float = 4.0, preset: str = "default", seed: int = 0) -> dict:
-    """Run the loop; returns the evaluation results (with `report` and `run` paths added)."""
+    """Run the loop; returns the evaluation results (with `report` and `run` paths added).
+
+    A second run into the same `out` replaces the demo's own outputs there.
+    """
     out = Path(out)
+    _clear_previous(out)
     if data is None:
         data, test_names = synthetic_split(out / "data", seed)
     else:
@@ -67,6 +72,19 @@ def run_demo(out: str | Path, data: str | Path | None = None, minutes: float = 4
     results["report"] = str(out / "report" / "report.html")
     results["run"] = str(run)
     return results
+
+
+DEMO_OUTPUTS = ("data", "run", "predictions", "held_out_labels", "report", "metrics.json")
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove what an earlier demo wrote into `out` (only those names), so `make demo` can run again."""
+    for name in DEMO_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def headline(results: dict) -> str:
