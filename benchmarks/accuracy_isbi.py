@@ -151,9 +151,7 @@ def main() -> None:
         results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed)
         shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}-curves.png")
         print_table(results)
-    path = save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "results": results,
-                                  "command": " ".join(sys.argv)})
-    print(f"saved {path}")
+    save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "results": results, "command": " ".join(sys.argv)})
 
 
 def print_table(results: dict) -> None:
