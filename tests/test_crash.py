@@ -13,7 +13,7 @@ def test_training_killed_at_random_resumes_to_the_uninterrupted_weights(tmp_path
     straight = tmp_path / "straight"
     assert kill_after(train_command(data, straight, resume=False), 600) == 0
     crashed = tmp_path / "crashed"
-    kills = crash_training(data, crashed, kills=3, rng=np.random.default_rng(0), max_delay=6.0)
+    kills = crash_training(data, crashed, kills=3, rng=np.random.default_rng(0), max_delay=3.0)  # before 300 steps end
     assert kills >= 1
     assert weights_equal(straight, crashed)
 
