@@ -354,6 +354,10 @@ def fit(ctx: Context, loop: Loop) -> Loop:
             _end_of_epoch(ctx, loop, stats)
     if not loop.history or loop.history[-1]["step"] != loop.step:  # nothing ran (resumed at the end): record it
         _end_of_epoch(ctx, loop, {})
+    # The stop was decided after the last validation and save: record the time it saw,
+    # so a resumed run's budget counts validation too.
+    loop.elapsed = stopper.elapsed()
+    save_checkpoint(ctx, loop)
     if ctx.world.main and loop.history:
         plot_curves(ctx.run_dir, loop.history)
     if ctx.world.main and ctx.progress:
