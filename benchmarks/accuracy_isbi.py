@@ -31,7 +31,7 @@ from common import RESULTS, save  # noqa: E402
 from unetkit import ModelConfig, UNet, evaluate, train  # noqa: E402
 from unetkit.checkpoint import load_weights, read_config  # noqa: E402
 from unetkit.config import DataConfig, from_dict  # noqa: E402
-from unetkit.io import list_images, read_image, write_image  # noqa: E402
+from unetkit.io import list_images, read_image, read_mask, write_image  # noqa: E402
 from unetkit.predict import PredictConfig, Predictor, torch_logits_fn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +85,8 @@ CONTENDERS = {
     "monai-UNet": ("default", monai_unet, {}),
     "unetkit-paper": ("paper", UNet, {}),
     "unetkit-default-w8": ("default", UNet, {"base_width": 8}),
+    "unetkit-default-instance": ("default", UNet, {"norm": "instance"}),
+    "unetkit-default-instance-residual": ("default", UNet, {"norm": "instance", "residual": True}),
 }
 DEFAULT_RUN = ["unetkit-default", "monai-BasicUNet", "monai-UNet"]
 
@@ -145,13 +147,21 @@ def main() -> None:
     (args.out / "gt").mkdir(parents=True, exist_ok=True)
     for name in HELD_OUT:
         shutil.copyfile(args.data / "labels" / f"{name}.png", args.out / "gt" / f"{name}.png")
+    baseline = membrane_share(args.out / "gt")
+    print(f"all-cell baseline pixel error on {', '.join(HELD_OUT)}: {baseline:.4f}")
     results = {}
     for name in args.only:
         print(f"== {name}: {args.minutes:g} min", flush=True)
         results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed)
         shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}-curves.png")
         print_table(results)
-    save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "results": results, "command": " ".join(sys.argv)})
+    save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "all_cell_pixel_error": baseline,
+                           "results": results, "command": " ".join(sys.argv)})
+
+
+def membrane_share(gt: Path) -> float:
+    """Pixel error of calling every held-out pixel cell interior (the floor any model must beat)."""
+    return float(np.mean([np.mean(read_mask(path) == 0) for path in sorted(gt.glob("*.png"))]))
 
 
 def print_table(results: dict) -> None:

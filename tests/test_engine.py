@@ -46,6 +46,8 @@ def test_run_folder_contents_and_learning(data, tmp_path):
     assert not list(run.glob(".*.tmp")), "a temporary file was left behind"
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["steps"] == 12 and config["split"] == {"train": ["00", "01", "02"], "val": ["03"]}
+    background, discs = config["data"]["class_weights"]  # "auto", resolved: prediction divides them out
+    assert discs > 1 > background
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [6, 12]  # one row per epoch of 6 steps
     assert 0 <= float(rows[-1]["val_pixel_error"]) <= 1
@@ -164,3 +166,44 @@ def test_ddp_two_cpu_processes_end_identical_and_write_once(data, tmp_path):
     saved = weights(run)
     blob = b"".join(saved[k].numpy().tobytes() for k in sorted(saved))
     assert hashlib.sha256(blob).hexdigest() in hashes
+
+
+def test_bn_calibration_averages_the_batch_statistics_of_clean_grid_patches():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from unetkit.data import Example, grid_windows
+    from unetkit.engine import calibrate_batch_norm
+
+    rng = np.random.default_rng(0)
+    examples = [Example(str(i), rng.random((1, 40, 40), np.float32), np.zeros((40, 40), np.uint8)) for i in range(3)]
+    windows = grid_windows(examples, 16, 5)
+    assert len(windows) == 5 and windows[0] == (0, 0, 0) and windows[-1] == (2, 16, 16)  # spread over all 12
+    torch.manual_seed(0)
+    net = unetkit.create_model("tiny", dropout=0.5)
+    params = {k: v.clone() for k, v in net.named_parameters()}
+    ctx = SimpleNamespace(net=net, config=TrainConfig(batch_size=2, bn_calibration=5), device=torch.device("cpu"),
+                          dataset=SimpleNamespace(examples=examples, target=16, margin=0), amp_dtype=None)
+    calibrate_batch_norm(ctx)
+
+    conv, norm = net.encoder[0].body[0], net.encoder[0].body[1]  # the first convolution and its BatchNorm
+    batches = [np.stack([examples[i].image[:, t : t + 16, l : l + 16] for i, t, l in windows[s : s + 2]]) for s in (0, 2, 4)]
+    with torch.no_grad():
+        features = [conv(torch.from_numpy(b)) for b in batches]
+    expected_mean = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
+    expected_var = torch.stack([f.var((0, 2, 3)) for f in features]).mean(0)  # unbiased per batch, as BatchNorm keeps
+    assert torch.allclose(norm.running_mean, expected_mean, atol=1e-6)
+    assert torch.allclose(norm.running_var, expected_var, rtol=1e-5)
+    assert norm.momentum == 0.1 and net.training  # left as found
+    assert all(torch.equal(v, params[k]) for k, v in net.named_parameters())
+
+
+def test_bn_calibration_changes_no_weight_that_training_learns(data, tmp_path):
+    options = dict(steps=12, deterministic=True, **TINY)  # two epochs: calibration runs between them
+    plain = weights(unetkit.train(*data, tmp_path / "plain", bn_calibration=0, **options))
+    calibrated = weights(unetkit.train(*data, tmp_path / "calibrated", **options))
+    statistics = [k for k in plain if k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(not torch.equal(plain[k], calibrated[k]) for k in statistics)
+    learned = [k for k in plain if k not in statistics and not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(plain[k], calibrated[k]) for k in learned)

@@ -52,6 +52,18 @@ def test_predict_normalises_with_the_runs_data_config(tmp_path):
     np.testing.assert_allclose(default, forward(model, normalize(image[None], DataConfig())), atol=1e-5)
 
 
+def test_calibration_divides_the_loss_class_weights_out(tmp_path):
+    model = tiny()
+    weights = (2.5, 0.625)
+    run = make_run(tmp_path / "run", model, DataConfig(class_weights=weights))
+    image = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+    raw = unetkit.predict(run, image, calibrate=False)
+    np.testing.assert_allclose(raw, forward(model, normalize(image[None], DataConfig())), atol=1e-5)
+    expected = raw / np.array(weights, np.float32)[:, None, None]
+    expected /= expected.sum(0)
+    np.testing.assert_allclose(unetkit.predict(run, image), expected, atol=1e-5)
+
+
 def test_dihedral_transforms_are_eight_distinct_invertible_maps():
     x = np.random.default_rng(1).random((2, 1, 5, 7)).astype(np.float32)
     seen = set()

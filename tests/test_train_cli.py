@@ -80,5 +80,6 @@ def test_torchrun_cli(data, tmp_path):
                "train", "--images", str(data[0]), "--masks", str(data[1]), "--out", str(out), *TINY_FLAGS,
                "--batch-size", "4", "--steps", "3"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The workers' own tracebacks come before torchrun's summary: keep them all for a rare failure.
+    assert result.returncode == 0, result.stderr[-30000:]
     assert (out / "model.safetensors").exists() and (out / "metrics.csv").read_text().count("\n") == 2

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unetkit.weightmap import balancing_weights, border_weights, class_frequencies, weight_map
+from unetkit.weightmap import balancing_weights, border_weights, class_frequencies, prior_offsets, weight_map
 
 
 def two_objects(gap: int = 1) -> np.ndarray:
@@ -57,3 +57,29 @@ def test_sigma_widens_the_border_band():
     narrow = border_weights(mask, sigma=2)[50, 44]
     wide = border_weights(mask, sigma=8)[50, 44]
     assert narrow < 0.01 < 5 < wide
+
+
+def test_prior_offsets_recover_the_posterior_from_a_class_weighted_loss():
+    import torch
+
+    posterior = torch.tensor([0.8, 0.15, 0.05])
+    weights = balancing_weights(np.array([80, 15, 5]))
+    logits = torch.zeros(3, requires_grad=True)  # the best a network can do at one pixel, found by descent
+    optimizer = torch.optim.LBFGS([logits], max_iter=200)
+
+    def weighted_ce():
+        optimizer.zero_grad()
+        loss = -(posterior * torch.as_tensor(weights) * torch.log_softmax(logits, 0)).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(weighted_ce)
+    assert torch.softmax(logits, 0)[0] < 0.5  # the weighted optimum is far from the posterior ...
+    corrected = torch.softmax(logits.detach() + torch.from_numpy(prior_offsets(weights)), 0)
+    torch.testing.assert_close(corrected, posterior, atol=1e-4, rtol=0)  # ... and the offsets undo it
+
+
+def test_prior_offsets_skip_what_there_is_nothing_to_undo():
+    assert prior_offsets(None) is None and prior_offsets([1.0]) is None and prior_offsets([0.7, 0.7]) is None
+    np.testing.assert_allclose(prior_offsets([2.0, 0.0, 0.5]), [-np.log(2), 0, np.log(2)], rtol=1e-6)
+

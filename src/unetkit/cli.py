@@ -135,6 +135,7 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--deterministic", action=flag, help="deterministic kernels: bitwise repeatable runs")
     opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
     opt("--sync-bn", action=flag, help="SyncBatchNorm across torchrun processes")
+    opt("--bn-calibration", type=int, metavar="N", help="re-estimate BatchNorm statistics on N clean training patches before each validation (default 32; 0: off)")
     opt("--augment", action=flag, help="augmentation (default on)")
     opt("--elastic-std", type=float, metavar="PX", help="elastic displacement std on the coarse grid (default 10)")
     opt("--rotate", type=float, metavar="DEG", help="max rotation (default 180; 0 for oriented scenes)")
@@ -163,6 +164,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page")
     parser.add_argument("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips and 90-degree rotations (8x slower)")
+    parser.add_argument("--no-calibrate", action="store_true", help="keep the class weighting of the loss in the probabilities")
     parser.add_argument("--instances", action="store_true", help="also NAME_instances.tif: touching objects separated by watershed")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="onnxruntime runs RUN/model.onnx (`unetkit export`)")
     parser.add_argument("--weights", choices=("auto", "best", "last"), default="auto")
@@ -189,7 +191,7 @@ def _predict(args: argparse.Namespace) -> None:
     try:
         instances = InstanceConfig(foreground_class=args.foreground_class, min_size=args.min_size, max_hole=args.max_hole, seeds=args.seeds)
         config = PredictConfig(
-            tta=args.tta, tile_size=args.tile_size, tile_batch=args.tile_batch, memory_mb=args.memory_mb, overlap=args.overlap,
+            tta=args.tta, calibrate=not args.no_calibrate, tile_size=args.tile_size, tile_batch=args.tile_batch, memory_mb=args.memory_mb, overlap=args.overlap,
             backend=args.backend, device=args.device, channels_last=args.channels_last, threads=args.threads, weights=args.weights,
             probabilities=not args.no_probs, overlay=not args.no_overlay, instances=instances if args.instances else None,
             stream_above_mpix=args.stream_above,

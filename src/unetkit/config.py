@@ -67,6 +67,7 @@ class DataConfig:
     percentiles: tuple[float, float] = (1.0, 99.8)
     mean: tuple[float, ...] | None = None  # per channel, filled from the training set for "meanstd"
     std: tuple[float, ...] | None = None
+    class_weights: tuple[float, ...] | None = None  # the loss's w_c, filled by training; prediction divides them out
 
     def __post_init__(self):
         _check_choice("normalization", self.normalization, NORMALIZATIONS)
@@ -197,6 +198,7 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
     save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes
+    bn_calibration: int = 32  # BatchNorm statistics re-estimated on this many clean training patches before each validation; 0: off
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
     def __post_init__(self):
@@ -205,6 +207,8 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("loss", self.loss, LOSSES)
+        if not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
+            raise ValueError(f"bn_calibration must be an integer >= 0, got {self.bn_calibration!r}")
         for name in ("epochs", "steps", "batch_size", "patch_size", "samples_per_epoch", "folds"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

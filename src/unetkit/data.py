@@ -295,6 +295,18 @@ def crop_mirrored(array: np.ndarray, top: int, left: int, height: int, width: in
     return array[..., r[:, None], c[None, :]]
 
 
+def grid_windows(examples: list[Example], side: int, count: int) -> list[tuple[int, int, int]]:
+    """`count` windows (image index, top, left) of a `side` grid over the images, spread evenly.
+
+    Fixed, un-augmented positions: what prediction sees, and the same on every run and rank.
+    """
+    windows = [(i, top, left) for i, e in enumerate(examples)
+               for top in range(0, max(e.shape[0] - side, 0) + 1, side)
+               for left in range(0, max(e.shape[1] - side, 0) + 1, side)]
+    picks = np.linspace(0, len(windows) - 1, min(count, len(windows))).round().astype(int)
+    return [windows[k] for k in picks]
+
+
 class PatchDataset:
     """Random training patches, each a pure function of (seed, sample index).
 

@@ -31,6 +31,7 @@ from .errors import UserError
 from .io import atomic_path, count_pages, is_tiff, list_images, read_image, write_image, write_text
 from .postprocess import InstanceConfig, instances, smallest_label_dtype
 from .tiling import ArraySource, TiffSource, choose_tile, make_grid, predict_bands, strided_sample
+from .weightmap import prior_offsets
 
 BACKENDS = ("torch", "onnxruntime")
 LogitsFn = Callable[[np.ndarray], np.ndarray]
@@ -45,6 +46,7 @@ class PredictConfig:
     """How to predict; saved as `predict_config.json` beside the outputs."""
 
     tta: bool = False  # average the 8 flips/rotations in probability space
+    calibrate: bool = True  # divide the training loss's class weights out of the probabilities
     tile_size: int | None = None  # input tile side (rounded up to a valid size); None: from memory_mb
     tile_batch: int | None = None  # tiles per forward pass; None: as many as memory_mb allows (<= 8)
     memory_mb: float = 512  # activation memory budget of one tile batch
@@ -139,6 +141,11 @@ def probability_fn(logits_fn: LogitsFn, tta: bool = False) -> Callable[[np.ndarr
     return probabilities
 
 
+def _shifted(logits_fn: LogitsFn, offsets: np.ndarray) -> LogitsFn:
+    """`logits_fn` plus a per-class offset (see `losses.prior_offsets`)."""
+    return lambda batch: logits_fn(batch) + offsets[None, :, None, None]
+
+
 # --------------------------------------------------------------------------- the predictor
 
 
@@ -159,6 +166,9 @@ class Predictor:
         self.model_config, self.data_config, self.config = model_config, data_config, config
         self.sizes = _size_model(model_config)
         self.n_classes = model_config.n_classes
+        offsets = prior_offsets(data_config.class_weights) if config.calibrate else None
+        if offsets is not None:
+            logits_fn = _shifted(logits_fn, offsets)
         self.probability_fn = probability_fn(logits_fn, config.tta)
         self.tile, self.batch = choose_tile(self.sizes, config.memory_mb, config.tile_batch, config.tile_size)
 
