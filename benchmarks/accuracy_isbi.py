@@ -11,12 +11,14 @@ torchvision, whose CPU build does not exist for this machine's torch).
     .venv/bin/pip install -r benchmarks/requirements.txt
     .venv/bin/python benchmarks/accuracy_isbi.py                  # 15 min each
     .venv/bin/python benchmarks/accuracy_isbi.py --minutes 0.3 --only unetkit-default   # a quick check
+    .venv/bin/python benchmarks/accuracy_isbi.py --rescore --only monai-UNet    # predict + score a finished run again
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import shutil
 import sys
 import time
@@ -31,8 +33,10 @@ from common import RESULTS, save  # noqa: E402
 from unetkit import ModelConfig, UNet, evaluate, train  # noqa: E402
 from unetkit.checkpoint import load_weights, read_config  # noqa: E402
 from unetkit.config import DataConfig, from_dict  # noqa: E402
+from unetkit.data import mask_to_classes  # noqa: E402
 from unetkit.io import list_images, read_image, read_mask, write_image  # noqa: E402
 from unetkit.predict import PredictConfig, Predictor, torch_logits_fn  # noqa: E402
+from unetkit.weightmap import balancing_weights, class_frequencies  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
@@ -87,22 +91,26 @@ CONTENDERS = {
     "unetkit-default-w8": ("default", UNet, {"base_width": 8}),
     "unetkit-default-instance": ("default", UNet, {"norm": "instance"}),
     "unetkit-default-instance-residual": ("default", UNet, {"norm": "instance", "residual": True}),
+    "unetkit-default-depth5": ("default", UNet, {"depth": 5}),
+    "unetkit-default-w24": ("default", UNet, {"base_width": 24}),
 }
 DEFAULT_RUN = ["unetkit-default", "monai-BasicUNet", "monai-UNet"]
 
 
-def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int) -> dict:
+def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, rescore: bool = False) -> dict:
     preset, build, overrides = CONTENDERS[name]
     run = out / name
-    if run.exists():
-        shutil.rmtree(run)
-    train(data / "images", data / "labels", run, preset=preset, time_budget=minutes, val_names=tuple(HELD_OUT),
-          seed=seed, build_model=build, **overrides)
+    if not rescore:
+        if run.exists():
+            shutil.rmtree(run)
+        train(data / "images", data / "labels", run, preset=preset, time_budget=minutes, val_names=tuple(HELD_OUT),
+              seed=seed, build_model=build, **overrides)
     config = read_config(run)
     model = build(from_dict(ModelConfig, config["model"]))
     load_weights(model, run / "model.safetensors")  # the last weights
     model.eval()
-    predictor = Predictor(model.config, from_dict(DataConfig, config["data"]), torch_logits_fn(model), PredictConfig())
+    data_config = with_class_weights(from_dict(DataConfig, config["data"]), data / "labels", config["split"]["train"])
+    predictor = Predictor(model.config, data_config, torch_logits_fn(model), PredictConfig())
     predictions = out / f"{name}-predictions"
     for path in list_images(data / "images"):
         if path.stem in HELD_OUT:
@@ -119,6 +127,15 @@ def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int) -
         "stack": {k: scores["stack"].get(k) for k in KEYS},
         "curves": str(run / "curves.png"),
     }
+
+
+def with_class_weights(data_config: DataConfig, labels: Path, names: list[str]) -> DataConfig:
+    """A run trained before runs stored their class weights gets them as training computes them ("auto")."""
+    if data_config.class_weights is not None:
+        return data_config
+    masks = [mask_to_classes(read_mask(labels / f"{name}.png"), data_config) for name in names]
+    weights = balancing_weights(class_frequencies(masks, data_config.n_classes, data_config.ignore_index))
+    return dataclasses.replace(data_config, class_weights=tuple(map(float, weights)))
 
 
 def inference_seconds(model: torch.nn.Module, repeats: int = 3) -> float:
@@ -142,6 +159,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--only", nargs="*", choices=list(CONTENDERS), default=DEFAULT_RUN)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rescore", action="store_true", help="predict and score the runs already in --out, no training")
     args = parser.parse_args()
 
     (args.out / "gt").mkdir(parents=True, exist_ok=True)
@@ -151,12 +169,12 @@ def main() -> None:
     print(f"all-cell baseline pixel error on {', '.join(HELD_OUT)}: {baseline:.4f}")
     results = {}
     for name in args.only:
-        print(f"== {name}: {args.minutes:g} min", flush=True)
-        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed)
+        print(f"== {name}: " + ("rescored" if args.rescore else f"{args.minutes:g} min"), flush=True)
+        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore)
         shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}-curves.png")
         print_table(results)
     save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "all_cell_pixel_error": baseline,
-                           "results": results, "command": " ".join(sys.argv)})
+                           "rescored": args.rescore, "results": results, "command": " ".join(sys.argv)})
 
 
 def membrane_share(gt: Path) -> float:

@@ -142,7 +142,7 @@ def probability_fn(logits_fn: LogitsFn, tta: bool = False) -> Callable[[np.ndarr
 
 
 def _shifted(logits_fn: LogitsFn, offsets: np.ndarray) -> LogitsFn:
-    """`logits_fn` plus a per-class offset (see `losses.prior_offsets`)."""
+    """`logits_fn` plus a per-class offset (see `weightmap.prior_offsets`)."""
     return lambda batch: logits_fn(batch) + offsets[None, :, None, None]
 
 

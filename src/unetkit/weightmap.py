@@ -56,7 +56,7 @@ def prior_offsets(class_weights) -> np.ndarray | None:
         return None
     weights = np.asarray(class_weights, np.float64)
     present = weights > 0
-    if len(weights) < 2 or np.allclose(weights[present], weights[present][0]):
+    if present.sum() < 2 or np.allclose(weights[present], weights[present][0]):
         return None
     offsets = np.zeros_like(weights)
     offsets[present] = -np.log(weights[present])
