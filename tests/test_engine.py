@@ -173,7 +173,7 @@ def test_bn_calibration_averages_the_batch_statistics_of_clean_grid_patches():
 
     import numpy as np
 
-    from unetkit.data import Example, grid_windows
+    from unetkit.data import Example, PatchDataset, grid_windows
     from unetkit.engine import calibrate_batch_norm
 
     rng = np.random.default_rng(0)
@@ -184,7 +184,7 @@ def test_bn_calibration_averages_the_batch_statistics_of_clean_grid_patches():
     net = unetkit.create_model("tiny", dropout=0.5)
     params = {k: v.clone() for k, v in net.named_parameters()}
     ctx = SimpleNamespace(net=net, config=TrainConfig(batch_size=2, bn_calibration=5), device=torch.device("cpu"),
-                          dataset=SimpleNamespace(examples=examples, target=16, margin=0), amp_dtype=None)
+                          dataset=PatchDataset(examples, target=16, samples_per_epoch=15), amp_dtype=None)  # 15 // 3 = 5
     calibrate_batch_norm(ctx)
 
     conv, norm = net.encoder[0].body[0], net.encoder[0].body[1]  # the first convolution and its BatchNorm

@@ -135,7 +135,7 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--deterministic", action=flag, help="deterministic kernels: bitwise repeatable runs")
     opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
     opt("--sync-bn", action=flag, help="SyncBatchNorm across torchrun processes")
-    opt("--bn-calibration", type=int, metavar="N", help="re-estimate BatchNorm statistics on N clean training patches before each validation (default 32; 0: off)")
+    opt("--bn-calibration", type=int, metavar="N", help="re-estimate BatchNorm statistics on up to N clean training patches before each validation (default 32; 0: off)")
     opt("--augment", action=flag, help="augmentation (default on)")
     opt("--elastic-std", type=float, metavar="PX", help="elastic displacement std on the coarse grid (default 10)")
     opt("--rotate", type=float, metavar="DEG", help="max rotation (default 180; 0 for oriented scenes)")

@@ -198,7 +198,7 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
     save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes
-    bn_calibration: int = 32  # BatchNorm statistics re-estimated on this many clean training patches before each validation; 0: off
+    bn_calibration: int = 32  # BatchNorm statistics re-estimated on up to this many clean training patches (at most a third of an epoch's) before each validation; 0: off
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
     def __post_init__(self):

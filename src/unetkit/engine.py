@@ -301,7 +301,10 @@ def calibrate_batch_norm(ctx: Context) -> None:
     if not norms or not ctx.config.bn_calibration:
         return
     side, margin = ctx.dataset.target, ctx.dataset.margin
-    windows = grid_windows(ctx.dataset.examples, side, ctx.config.bn_calibration)
+    # At most a third of an epoch's patches: a forward pass costs about a third of a step,
+    # so calibration stays near a tenth of training even with tiny epochs (the demo's are 3 steps).
+    count = min(ctx.config.bn_calibration, max(ctx.config.batch_size, len(ctx.dataset) // 3))
+    windows = grid_windows(ctx.dataset.examples, side, count)
     was_training, momenta = ctx.net.training, [m.momentum for m in norms]
     ctx.net.eval()  # dropout off; only the norms collect statistics
     for m in norms:
