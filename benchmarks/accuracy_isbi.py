@@ -12,6 +12,7 @@ torchvision, whose CPU build does not exist for this machine's torch).
     .venv/bin/python benchmarks/accuracy_isbi.py                  # 15 min each
     .venv/bin/python benchmarks/accuracy_isbi.py --minutes 0.3 --only unetkit-default   # a quick check
     .venv/bin/python benchmarks/accuracy_isbi.py --rescore --only monai-UNet    # predict + score a finished run again
+    .venv/bin/python benchmarks/accuracy_isbi.py --cpu-bf16 --out runs/accuracy_isbi_bf16   # everyone in bf16 autocast
 """
 
 from __future__ import annotations
@@ -93,18 +94,23 @@ CONTENDERS = {
     "unetkit-default-instance-residual": ("default", UNet, {"norm": "instance", "residual": True}),
     "unetkit-default-depth5": ("default", UNet, {"depth": 5}),
     "unetkit-default-w24": ("default", UNet, {"base_width": 24}),
+    "unetkit-default-stem2": ("default", UNet, {"stem_stride": 2}),
+    "unetkit-default-stem2-w24": ("default", UNet, {"stem_stride": 2, "base_width": 24}),
+    "unetkit-default-stem2-residual": ("default", UNet, {"stem_stride": 2, "residual": True}),
+    "unetkit-default-stem2-instance-residual": ("default", UNet, {"stem_stride": 2, "norm": "instance", "residual": True}),
 }
 DEFAULT_RUN = ["unetkit-default", "monai-BasicUNet", "monai-UNet"]
 
 
-def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, rescore: bool = False) -> dict:
+def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, rescore: bool = False,
+                  cpu_bf16: bool = False) -> dict:
     preset, build, overrides = CONTENDERS[name]
     run = out / name
     if not rescore:
         if run.exists():
             shutil.rmtree(run)
         train(data / "images", data / "labels", run, preset=preset, time_budget=minutes, val_names=tuple(HELD_OUT),
-              seed=seed, build_model=build, **overrides)
+              seed=seed, build_model=build, cpu_bf16=cpu_bf16, **overrides)
     config = read_config(run)
     model = build(from_dict(ModelConfig, config["model"]))
     load_weights(model, run / "model.safetensors")  # the last weights
@@ -160,6 +166,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(CONTENDERS), default=DEFAULT_RUN)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rescore", action="store_true", help="predict and score the runs already in --out, no training")
+    parser.add_argument("--cpu-bf16", action="store_true", help="train every contender with bf16 autocast (CPUs with AVX512-BF16/AMX)")
     args = parser.parse_args()
 
     (args.out / "gt").mkdir(parents=True, exist_ok=True)
@@ -170,11 +177,12 @@ def main() -> None:
     results = {}
     for name in args.only:
         print(f"== {name}: " + ("rescored" if args.rescore else f"{args.minutes:g} min"), flush=True)
-        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore)
-        shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}-curves.png")
+        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore, args.cpu_bf16)
+        tag = "-bf16" if args.cpu_bf16 else ""
+        shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}{tag}-curves.png")
         print_table(results)
     save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "all_cell_pixel_error": baseline,
-                           "rescored": args.rescore, "results": results, "command": " ".join(sys.argv)})
+                           "rescored": args.rescore, "cpu_bf16": args.cpu_bf16, "results": results, "command": " ".join(sys.argv)})
 
 
 def membrane_share(gt: Path) -> float:

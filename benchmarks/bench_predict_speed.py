@@ -5,8 +5,8 @@
 
 One 512 x 512 grey image through `Predictor.probabilities` (normalisation,
 mirror padding, tiling, softmax: what `unetkit predict` does per image), for
-the `paper` preset (one 700 x 700 valid-padding tile -> 516 x 516 logits) and
-the `default` preset, with:
+the `paper` preset (one 700 x 700 valid-padding tile -> 516 x 516 logits), the
+`default` preset and the `fast` preset (its strided stem), with:
 - eager: plain eager PyTorch (the torch backend as is);
 - channels_last: the torch backend with NHWC tensors (`--channels-last`);
 - onnxruntime: the exported ONNX model, all graph optimisations (`--backend onnxruntime`);
@@ -103,7 +103,7 @@ def bench_preset(preset: str, size: int, repeats: int, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["paper", "default"])
+    parser.add_argument("--presets", nargs="+", default=["paper", "default", "fast"])
     parser.add_argument("--size", type=int, default=512, help="image side (default 512)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per path (median reported)")
     parser.add_argument("--no-save", action="store_true", help="print only")

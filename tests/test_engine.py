@@ -121,6 +121,32 @@ def test_valid_padding_crops_the_target_and_validates_whole_images(data, tmp_pat
     assert float(list(csv.DictReader(open(run / "metrics.csv")))[-1]["val_pixel_error"]) <= 1
 
 
+def test_strided_stem_trains_and_predicts_any_size(data, tmp_path):
+    run = unetkit.train(*data, tmp_path / "run", steps=2, stem_stride=2, **TINY)  # tiny: sizes in steps of 16
+    assert json.loads((run / "config.json").read_text())["model"]["stem_stride"] == 2
+    assert unetkit.load(run).config.total_stride == 16
+    probs = unetkit.predict(run, torch.rand(37, 50).numpy())
+    assert probs.shape == (2, 37, 50)
+
+
+def test_cpu_bf16_autocasts_the_forward_or_refuses_clearly(data, tmp_path, monkeypatch):
+    import unetkit.engine as engine
+
+    dtypes = set()
+
+    def build(config):
+        net = unetkit.UNet(config)
+        net.head.register_forward_hook(lambda module, inputs, out: dtypes.add(out.dtype))
+        return net
+
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)  # emulated where the CPU lacks it: slow, still right
+    run = unetkit.train(*data, tmp_path / "run", steps=2, cpu_bf16=True, build_model=build, **TINY)
+    assert torch.bfloat16 in dtypes and json.loads((run / "config.json").read_text())["train"]["cpu_bf16"] is True
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(unetkit.UserError, match="no native bf16"):
+        unetkit.train(*data, tmp_path / "other", steps=2, cpu_bf16=True, **TINY)
+
+
 def test_sync_bn_on_cpu_is_a_clear_error(data, tmp_path):
     with pytest.raises(unetkit.UserError, match="--sync-bn needs CUDA"):
         unetkit.train(*data, tmp_path / "run", steps=1, sync_bn=True, device="cpu", **TINY)

@@ -16,6 +16,7 @@ MODELS = {
     "same": dict(preset="tiny"),
     "valid": dict(preset="paper", base_width=4, depth=3, dropout=0.0),
     "attention-bilinear": dict(preset="residual", base_width=4, depth=2, attention=True),
+    "strided-stem": dict(preset="tiny", stem_stride=2),
 }
 
 

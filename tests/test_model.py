@@ -79,6 +79,22 @@ def test_same_padding_rejects_other_sizes_naming_the_nearest(size):
         model(torch.zeros(1, 1, 64, size))
 
 
+def test_strided_stem_halves_the_top_level_and_doubles_the_size_unit():
+    model = UNet(ModelConfig(padding="same", depth=3, base_width=4, stem_stride=2)).eval()
+    top = {}
+    model.encoder[0].register_forward_hook(lambda m, i, out: top.update(shape=tuple(out.shape)))
+    with torch.inference_mode():
+        assert model(torch.zeros(1, 1, 48, 80)).shape == (1, 2, 48, 80)
+    assert top["shape"] == (1, 4, 24, 40)
+    assert model.config.total_stride == 16
+    with pytest.raises(ValueError, match="nearest valid: 32 or 48"):
+        model.output_size(40, 48)
+    with pytest.raises(ValueError, match="needs padding='same'"):
+        ModelConfig(padding="valid", stem_stride=2)
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        ModelConfig(padding="same", stem_stride=4)
+
+
 def test_valid_sizes_follow_the_paper_arithmetic():
     model = UNet(ModelConfig(padding="valid", depth=4, base_width=2))
     assert model.valid_input_size(500, 572) == (508, 572)
@@ -89,11 +105,15 @@ def test_valid_sizes_follow_the_paper_arithmetic():
         model.output_size(573, 572)
 
 
-def test_receptive_field_matches_gradient_support():
+@pytest.mark.parametrize(
+    "options",
+    [dict(depth=3, upsample="bilinear"), dict(depth=2, upsample="bilinear", stem_stride=2), dict(depth=2, stem_stride=2, residual=True)],
+)
+def test_receptive_field_matches_gradient_support(options):
     """The analytic receptive field equals the input support of one output pixel's gradient
     (max pooling replaced by average pooling so every pooled input carries gradient)."""
     torch.manual_seed(0)
-    model = UNet(ModelConfig(padding="same", depth=3, base_width=2, upsample="bilinear")).double().eval()
+    model = UNet(ModelConfig(padding="same", base_width=2, **options)).double().eval()
     for m in conv_layers(model):
         m.weight.data.abs_()
     widest = 0
@@ -102,7 +122,7 @@ def test_receptive_field_matches_gradient_support():
         import unetkit.model as um
 
         um.F.max_pool2d = torch.nn.functional.avg_pool2d
-        for i in range(64, 72):
+        for i in range(64, 64 + model.config.total_stride):  # every pixel phase
             x = torch.ones(1, 1, 160, 160, dtype=torch.double, requires_grad=True)
             model(x)[0, 0, i, i].backward()
             cols = (x.grad[0, 0].abs().sum(0) > 0).nonzero()
@@ -125,11 +145,24 @@ OPTIONS = list(itertools.product(["valid", "same"], ["none", "batch", "instance"
 @pytest.mark.parametrize("channels,classes", [(1, 2), (3, 5)])
 @pytest.mark.parametrize("padding,norm,upsample,attention,residual", OPTIONS)
 def test_model_options(padding, norm, upsample, attention, residual, channels, classes):
-    torch.manual_seed(0)
-    config = ModelConfig(
+    check_model(ModelConfig(
         in_channels=channels, n_classes=classes, depth=2, base_width=4, padding=padding, norm=norm,
         upsample=upsample, attention=attention, residual=residual, dropout=0.1,
-    )
+    ))
+
+
+@pytest.mark.parametrize("norm,residual,attention", itertools.product(["none", "batch", "group"], [False, True], [False, True]))
+def test_strided_stem_options(norm, residual, attention):
+    check_model(ModelConfig(
+        in_channels=3, n_classes=3, depth=2, base_width=4, padding="same", norm=norm, residual=residual,
+        attention=attention, stem_stride=2, dropout=0.1,
+    ))
+
+
+def check_model(config):
+    """Shapes, gradients to every parameter, deterministic eval, exact state_dict round trip."""
+    torch.manual_seed(0)
+    channels, classes = config.in_channels, config.n_classes
     model = UNet(config)
     height, width = model.valid_input_size(64, 64)
     x = torch.randn(2, channels, height, width)

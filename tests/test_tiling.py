@@ -29,6 +29,10 @@ def same_model(**overrides):
     return create_model("tiny", **overrides).eval()
 
 
+def strided_stem_model(**overrides):
+    return same_model(stem_stride=2, **overrides)
+
+
 def whole_image_valid(model, image):
     """Reference: one forward pass over the whole mirror-padded image (no tiling)."""
     x = normalize(image[None], DataConfig())
@@ -101,9 +105,12 @@ def test_same_padding_tiles_overlap_and_border_gets_mirrored_context():
         grid = make_grid(model, height, width, tile, overlap)
         for axis in (grid.rows, grid.cols):
             assert axis.origin % 8 == 0 and axis.step % 8 == 0 and axis.tile % 8 == 0
+    stem = strided_stem_model()  # a strided stem doubles the grid: 16 px for depth 3
+    for axis in (make_grid(stem, 1000, 37, 256, 0.3).rows, make_grid(stem, 1000, 37, 256, 0.3).cols):
+        assert axis.origin % 16 == 0 and axis.step % 16 == 0 and axis.tile % 16 == 0
 
 
-@pytest.mark.parametrize("make", [valid_model, same_model])
+@pytest.mark.parametrize("make", [valid_model, same_model, strided_stem_model])
 @pytest.mark.parametrize("shape", [(1, 1), (37, 1001), (2048, 2048)])
 def test_any_size_gives_output_of_input_size(make, shape):
     model = make(base_width=2, depth=3)

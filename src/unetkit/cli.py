@@ -131,6 +131,7 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--workers", type=int, metavar="N", help="DataLoader processes (default 0)")
     opt("--device", help="auto (default), cpu, cuda, cuda:N")
     opt("--amp", action=flag, help="mixed precision on CUDA (default on)")
+    opt("--cpu-bf16", action=flag, help="bf16 autocast on a CPU with AVX512-BF16 or AMX (default off)")
     opt("--grad-clip", type=float, metavar="NORM", help="default 1; 0 switches clipping off")
     opt("--deterministic", action=flag, help="deterministic kernels: bitwise repeatable runs")
     opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")

@@ -38,6 +38,7 @@ class ModelConfig:
     attention: bool = False  # additive attention gates on the skips (Oktay et al. 2018)
     residual: bool = False  # residual shortcut around each pair of 3x3 convs
     dropout: float = 0.0  # at the end of the contracting path, as in the paper
+    stem_stride: int = 1  # 2: the first conv strides, the top level runs at half resolution (4x fewer FLOPs there)
 
     def __post_init__(self):
         _check_choice("padding", self.padding, PADDINGS)
@@ -50,6 +51,15 @@ class ModelConfig:
             raise ValueError(f"depth must be an integer from 1 to 6, got {self.depth!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride!r}")
+        if self.stem_stride == 2 and self.padding == "valid":
+            raise ValueError("stem_stride=2 needs padding='same' (a strided valid conv has no overlap-tile size rule)")
+
+    @property
+    def total_stride(self) -> int:
+        """Input pixels per pixel of the deepest level: input sides must be multiples of it (same padding)."""
+        return self.stem_stride * 2**self.depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +204,7 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes (cropping only; augmentation runs on the device)
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA only
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 (AVX512-BF16 or AMX)
     grad_clip: float = 1.0  # max gradient norm; 0 switches clipping off
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
     save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)

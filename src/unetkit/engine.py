@@ -54,7 +54,7 @@ CURVES_FILE = "curves.png"
 PLOT_EVERY_S = 30.0
 HOOKS = ("on_step_end", "on_epoch_end", "on_train_end")
 # Options a resumed run may change: they decide when and where it runs, not what it learns.
-RESUME_OVERRIDES = ("epochs", "steps", "time_budget", "workers", "device", "save_every", "amp")
+RESUME_OVERRIDES = ("epochs", "steps", "time_budget", "workers", "device", "save_every", "amp", "cpu_bf16")
 
 Hooks = dict[str, Callable]
 
@@ -100,14 +100,14 @@ class Context:
 
 
 def autocast(ctx: Context):
-    """Mixed precision where the run has it (CUDA), else a no-op context."""
+    """Mixed precision where the run has it (CUDA, or `cpu_bf16`), else a no-op context."""
     return torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None)
 
 
 def train_step(ctx: Context, batch: dict) -> float:
     """One optimiser step on one batch; returns the loss."""
     image, mask, weight = batch["image"], batch["mask"], batch.get("weight")
-    # 1. Forward under autocast (CUDA only): matmuls in bf16/fp16, the loss in fp32.
+    # 1. Forward under autocast (if on): convs and matmuls in bf16/fp16, the loss in fp32.
     with autocast(ctx):
         logits = ctx.model(image)
     loss = ctx.loss_fn(logits.float(), mask, weight)
@@ -781,14 +781,14 @@ def resolve_train_config(config: TrainConfig, net: UNet, examples: list[Example]
 
 
 def _default_patch(net: UNet, smallest_side: int) -> int:
-    """Same padding: 256 px, or the images' side rounded down to a multiple of 2**depth.
+    """Same padding: 256 px, or the images' side rounded down to a multiple of total_stride.
 
     Valid padding: the smallest input whose output is at least 128 px (or the images' side).
     """
     if net.margin:
         wanted = min(128, smallest_side) + 2 * net.margin
         return net.valid_input_size(wanted, wanted)[0]
-    unit = 2**net.config.depth
+    unit = net.config.total_stride
     return max(unit, min(DEFAULT_PATCH, smallest_side) // unit * unit)
 
 
@@ -836,10 +836,21 @@ def _attach_weight_maps(examples, config, data_config, class_weights, progress: 
 
 
 def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with loss scaling); none on CPU."""
-    if not config.amp or device.type != "cuda":
+    """CUDA: bf16 where the GPU has it, else fp16 (with loss scaling). CPU: bf16 if asked for."""
+    if device.type == "cuda":
+        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if config.amp else None
+    if not config.cpu_bf16:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if not cpu_has_native_bf16():
+        raise UserError("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would be emulated and slower",
+                        fix="train without --cpu-bf16")
+    return torch.bfloat16
+
+
+def cpu_has_native_bf16() -> bool:
+    # torch exposes the CPU feature checks only as private helpers; absent ones mean "no".
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def _print_plan(ctx: Context, loop: Loop, n_train: int) -> None:

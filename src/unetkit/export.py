@@ -46,7 +46,7 @@ class ExportResult:
 def parity_inputs(model, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(trace input, check input): random valid inputs of different batch and size."""
     generator = torch.Generator().manual_seed(seed)
-    step = 2**model.config.depth
+    step = model.config.total_stride
     base = model.valid_input_size(2 * model.margin + step, 2 * model.margin + step)[0]
     channels = model.config.in_channels
     trace = torch.rand(2, channels, base, base + step, generator=generator)

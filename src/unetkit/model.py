@@ -3,8 +3,8 @@
 The paper's network: per level two unpadded 3x3 convolutions with ReLU, 2x2 max
 pooling down, a 2x2 up-convolution that halves the channels, concatenation
 with the centre-cropped skip, and a final 1x1 convolution. `ModelConfig`
-switches on same padding, normalisation, bilinear up-sampling, attention gates
-and residual blocks; the size bookkeeping is done once, in `__init__`.
+switches on same padding, normalisation, bilinear up-sampling, attention gates,
+residual blocks and a strided stem; the size bookkeeping is done once, in `__init__`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ PRESETS: dict[str, dict] = {
     "paper": dict(padding="valid", depth=4, base_width=64, norm="none", upsample="transposed", dropout=0.5),
     # CPU-friendly default: same padding (output = input size), batch norm, narrow.
     "default": dict(padding="same", depth=4, base_width=16, norm="batch", upsample="transposed"),
+    # The default with a stride-2 first conv: the U-Net runs at half resolution, ~3.5x faster on a CPU.
+    "fast": dict(padding="same", depth=4, base_width=16, norm="batch", upsample="transposed", stem_stride=2),
     # The default with additive attention gates on the skips.
     "attention": dict(padding="same", depth=4, base_width=16, norm="batch", upsample="transposed", attention=True),
     # Residual blocks, group norm: robust to batch size 1.
@@ -69,21 +71,26 @@ def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class ConvBlock(nn.Module):
-    """Two 3x3 convolutions, each followed by norm and ReLU; optional residual shortcut."""
+    """Two 3x3 convolutions, each followed by norm and ReLU; optional residual shortcut.
 
-    def __init__(self, in_ch: int, out_ch: int, config: ModelConfig):
+    `stride` 2 makes the first convolution (and the shortcut) halve the resolution.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, config: ModelConfig, stride: int = 1):
         super().__init__()
         pad = 1 if config.padding == "same" else 0
         bias = config.norm == "none"  # a norm layer's shift makes the conv bias redundant
         layers: list[nn.Module] = []
         for i in range(CONVS_PER_BLOCK):
-            layers += [nn.Conv2d(in_ch if i == 0 else out_ch, out_ch, 3, padding=pad, bias=bias), make_norm(config.norm, out_ch)]
+            conv = nn.Conv2d(in_ch if i == 0 else out_ch, out_ch, 3, stride=stride if i == 0 else 1, padding=pad, bias=bias)
+            layers += [conv, make_norm(config.norm, out_ch)]
             if i < CONVS_PER_BLOCK - 1 or not config.residual:
                 layers.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*layers)
         self.shortcut = None
         if config.residual:
-            self.shortcut = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1, bias=bias)
+            same = in_ch == out_ch and stride == 1
+            self.shortcut = nn.Identity() if same else nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
@@ -143,6 +150,8 @@ class UNet(nn.Module):
 
     H' = H for same padding and H - 2 * margin for valid padding. Sizes that
     cannot be pooled evenly raise a ValueError naming the nearest valid sizes.
+    With `stem_stride=2` the whole U-Net runs at half resolution and a 2x2
+    up-convolution brings its features back to full size before the 1x1 head.
     """
 
     def __init__(self, config: ModelConfig | None = None, **fields):
@@ -153,13 +162,17 @@ class UNet(nn.Module):
         # Channel bookkeeping, once: widths[i] is the width of level i (0 = top).
         widths = [c.base_width * 2**i for i in range(c.depth + 1)]
         self.encoder = nn.ModuleList(
-            ConvBlock(c.in_channels if i == 0 else widths[i - 1], widths[i], c) for i in range(c.depth)
+            ConvBlock(widths[i - 1], widths[i], c) if i else ConvBlock(c.in_channels, widths[0], c, stride=c.stem_stride)
+            for i in range(c.depth)
         )
         self.bottleneck = ConvBlock(widths[-2], widths[-1], c)
         self.dropout = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
         # decoder[0] is the deepest: widths[depth] -> widths[depth - 1].
         self.decoder = nn.ModuleList(Up(widths[i + 1], widths[i], c) for i in reversed(range(c.depth)))
         self.head = nn.Conv2d(widths[0], c.n_classes, 1)
+        if c.stem_stride == 2:
+            up = nn.ConvTranspose2d(widths[0], widths[0], 2, stride=2)
+            self.head = nn.Sequential(up, make_norm(c.norm, widths[0]), nn.ReLU(inplace=True), self.head)
         self.apply(_he_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,7 +197,7 @@ class UNet(nn.Module):
     def _trace(self, size: int) -> int | None:
         """Output size along one axis, or None if `size` cannot be pooled evenly."""
         if self.config.padding == "same":
-            return size if size > 0 and size % 2**self.config.depth == 0 else None
+            return size if size > 0 and size % self.config.total_stride == 0 else None
         shrink = 2 * CONVS_PER_BLOCK
         for _ in range(self.config.depth):
             size -= shrink
@@ -225,19 +238,20 @@ class UNet(nn.Module):
     @property
     def receptive_field(self) -> int:
         """Side of the input window that one output pixel depends on (widest over pixel phases)."""
-        depth, far = self.config.depth, 2**self.config.depth * 1000  # far from any border
+        stem, unit = self.config.stem_stride, self.config.total_stride
         widths = []
-        for phase in range(2**depth):
-            lo, hi = self._input_window(0, far + phase, far + phase)
+        for phase in range(unit):
+            pixel = (unit * 1000 + phase) // stem  # far from any border; the head's up-conv maps it to level 0
+            lo, hi = self._input_window(0, pixel, pixel)
             widths.append(hi - lo + 1)
         return max(widths)
 
     def _input_window(self, level: int, lo: int, hi: int) -> tuple[int, int]:
         """Input pixels that decoder level `level` pixels lo..hi depend on (same-padding coordinates)."""
         if level == self.config.depth:
-            return _encoder_window(level, lo, hi)
+            return self._encoder_window(level, lo, hi)
         lo, hi = lo - CONVS_PER_BLOCK, hi + CONVS_PER_BLOCK
-        skip = _encoder_window(level, lo, hi)
+        skip = self._encoder_window(level, lo, hi)
         if self.config.upsample == "transposed":  # each fine pixel comes from one coarse pixel
             coarse = lo // 2, hi // 2
         else:  # bilinear, align_corners=False: coarse position x/2 - 1/4 and its right neighbour
@@ -245,13 +259,13 @@ class UNet(nn.Module):
         deep = self._input_window(level + 1, *coarse)
         return min(skip[0], deep[0]), max(skip[1], deep[1])
 
-
-def _encoder_window(level: int, lo: int, hi: int) -> tuple[int, int]:
-    """Input pixels that encoder level `level` output pixels lo..hi depend on."""
-    lo, hi = lo - CONVS_PER_BLOCK, hi + CONVS_PER_BLOCK  # 3x3 convs: one pixel per side each
-    if level == 0:
-        return lo, hi
-    return _encoder_window(level - 1, 2 * lo, 2 * hi + 1)  # 2x2 max pooling
+    def _encoder_window(self, level: int, lo: int, hi: int) -> tuple[int, int]:
+        """Input pixels that encoder level `level` output pixels lo..hi depend on."""
+        lo, hi = lo - CONVS_PER_BLOCK, hi + CONVS_PER_BLOCK  # 3x3 convs: one pixel per side each
+        if level == 0:
+            # A strided first conv: its outputs lo+1..hi-1 read input pixels 2(lo+1)-1..2(hi-1)+1.
+            return (2 * lo + 1, 2 * hi - 1) if self.config.stem_stride == 2 else (lo, hi)
+        return self._encoder_window(level - 1, 2 * lo, 2 * hi + 1)  # 2x2 max pooling
 
 
 def _valid_margin(depth: int) -> int:

@@ -177,7 +177,7 @@ def strided_sample(source, step: int, rows_per_read: int = 1024) -> np.ndarray:
 class Axis:
     """The tiling of one axis: tile k's output covers [origin + k * step, origin + k * step + out).
 
-    `origin` and `step` are multiples of 2**depth: every tile sees the pooling
+    `origin` and `step` are multiples of the total stride: every tile sees the pooling
     grid of a whole-image pass. (A U-Net is not shift-invariant; shifting the
     grid by a few pixels changes predictions everywhere, seams or not.)
     """
@@ -267,7 +267,7 @@ def make_grid(model, height: int, width: int, tile: int, overlap: float = 0.25) 
 
 
 def _axis_plan(model, size: int, tile: int, overlap: float, same: bool, axis: int) -> Axis:
-    margin, align = model.margin, 2**model.config.depth
+    margin, align = model.margin, model.config.total_stride
 
     def valid(n: int) -> int:
         return model.valid_input_size(n, n)[axis]
@@ -277,7 +277,7 @@ def _axis_plan(model, size: int, tile: int, overlap: float, same: bool, axis: in
         origin = -((small - size) // 2 // align * align) if same else 0  # centred, on the pooling grid
         return Axis(size, small, small - 2 * margin, small - 2 * margin, origin, 1)
     out = tile - 2 * margin
-    # Steps are multiples of 2**depth so that all tiles share the pooling grid.
+    # Steps are multiples of the total stride so that all tiles share the pooling grid.
     step = max(align, int(out * (1 - overlap)) // align * align)
     context = (out - step) // 2 // align * align if same else 0  # border pixels sit about as deep inside as seams
     count = 1 + math.ceil(max(0, size + 2 * context - out) / step)
@@ -294,7 +294,9 @@ def activation_bytes_per_pixel(config) -> float:
     # Top level working set: up-conv out, concat, conv outs (+ norm outs, shortcut, attention map).
     extras = 2 * (config.norm != "none") + 2 * config.residual + 2 * config.attention
     working = (4 + extras) * widths[0]
-    return 4 * MEMORY_SAFETY * (skips + working + config.in_channels + config.n_classes)
+    body = (skips + working) / config.stem_stride**2  # a strided stem runs the U-Net at 1/4 the pixels
+    head = 2 * widths[0] if config.stem_stride > 1 else 0  # its full-size up-conv and norm outputs
+    return 4 * MEMORY_SAFETY * (body + head + config.in_channels + config.n_classes)
 
 
 def choose_tile(model, memory_mb: float, tile_batch: int | None = None, tile_size: int | None = None) -> tuple[int, int]:
@@ -307,7 +309,7 @@ def choose_tile(model, memory_mb: float, tile_batch: int | None = None, tile_siz
     per_pixel = activation_bytes_per_pixel(model.config)
     budget = max(memory_mb - MEMORY_FIXED_MB, 1) * 2**20
     # The smallest useful tile: its output must span one pooling cell, so steps can stay aligned.
-    smallest = model.valid_input_size(2 * model.margin + 2**model.config.depth, 1)[0]
+    smallest = model.valid_input_size(2 * model.margin + model.config.total_stride, 1)[0]
     if tile_size is not None:
         tile = model.valid_input_size(max(tile_size, smallest), max(tile_size, smallest))[0]
     else:
@@ -319,8 +321,8 @@ def choose_tile(model, memory_mb: float, tile_batch: int | None = None, tile_siz
 
 
 def _largest_valid_at_most(model, side: int) -> int | None:
-    """Valid sizes are 2**depth apart, so the first valid size above side - 2**depth is the answer if <= side."""
-    candidate = model.valid_input_size(max(1, side - 2**model.config.depth + 1), 1)[0]
+    """Valid sizes are total_stride apart, so the first valid size above side - total_stride is the answer if <= side."""
+    candidate = model.valid_input_size(max(1, side - model.config.total_stride + 1), 1)[0]
     return candidate if candidate <= side else None
 
 
