@@ -54,7 +54,7 @@ class ModelConfig:
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride!r}")
         if self.stem_stride == 2 and self.padding == "valid":
-            raise ValueError("stem_stride=2 needs padding='same' (a strided valid conv has no overlap-tile size rule)")
+            raise ValueError("stem_stride=2 needs padding='same' (the strided stem is built for same padding only)")
 
     @property
     def total_stride(self) -> int:
