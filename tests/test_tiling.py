@@ -105,8 +105,8 @@ def test_same_padding_tiles_overlap_and_border_gets_mirrored_context():
         grid = make_grid(model, height, width, tile, overlap)
         for axis in (grid.rows, grid.cols):
             assert axis.origin % 8 == 0 and axis.step % 8 == 0 and axis.tile % 8 == 0
-    stem = strided_stem_model()  # a strided stem doubles the grid: 16 px for depth 3
-    for axis in (make_grid(stem, 1000, 37, 256, 0.3).rows, make_grid(stem, 1000, 37, 256, 0.3).cols):
+    grid = make_grid(strided_stem_model(), 1000, 37, 256, 0.3)  # a strided stem doubles the grid: 16 px for depth 3
+    for axis in (grid.rows, grid.cols):
         assert axis.origin % 16 == 0 and axis.step % 16 == 0 and axis.tile % 16 == 0
 
 
