@@ -577,6 +577,9 @@ def train(
                            build_model)
         with _determinism(config.deterministic):
             fit(ctx, loop)
+        # Leave together: a rank that tears gloo down while rank 0 still writes
+        # its files aborts at exit ("terminate called without an active exception").
+        distributed.barrier(world)
     finally:
         if joined_here:
             distributed.shutdown()
