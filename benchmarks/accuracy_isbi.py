@@ -13,6 +13,7 @@ torchvision, whose CPU build does not exist for this machine's torch).
     .venv/bin/python benchmarks/accuracy_isbi.py --minutes 0.3 --only unetkit-default   # a quick check
     .venv/bin/python benchmarks/accuracy_isbi.py --rescore --only monai-UNet    # predict + score a finished run again
     .venv/bin/python benchmarks/accuracy_isbi.py --cpu-bf16 --out runs/accuracy_isbi_bf16   # everyone in bf16 autocast
+    .venv/bin/python benchmarks/accuracy_isbi.py --rescore --tta     # finished runs predicted with the paper's 8-pose averaging
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from unetkit.weightmap import balancing_weights, class_frequencies  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
 HELD_OUT = ["25", "26", "27", "28", "29"]
-KEYS = ("pixel_error", "rand_error", "warping_error", "info_error", "mean_iou")
+KEYS = ("pixel_error", "pixel_error_fscore", "rand_error", "warping_error", "info_error", "mean_iou")
 
 
 class Peer(torch.nn.Module):
@@ -103,7 +104,7 @@ DEFAULT_RUN = ["unetkit-default", "monai-BasicUNet", "monai-UNet"]
 
 
 def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, rescore: bool = False,
-                  cpu_bf16: bool = False) -> dict:
+                  cpu_bf16: bool = False, tta: bool = False) -> dict:
     preset, build, overrides = CONTENDERS[name]
     run = out / name
     if not rescore:
@@ -116,8 +117,8 @@ def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, r
     load_weights(model, run / "model.safetensors")  # the last weights
     model.eval()
     data_config = with_class_weights(from_dict(DataConfig, config["data"]), data / "labels", config["split"]["train"])
-    predictor = Predictor(model.config, data_config, torch_logits_fn(model), PredictConfig())
-    predictions = out / f"{name}-predictions"
+    predictor = Predictor(model.config, data_config, torch_logits_fn(model), PredictConfig(tta=tta))
+    predictions = out / f"{name}-predictions{'-tta' if tta else ''}"
     for path in list_images(data / "images"):
         if path.stem in HELD_OUT:
             probs = predictor.probabilities(read_image(path), path)
@@ -167,6 +168,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rescore", action="store_true", help="predict and score the runs already in --out, no training")
     parser.add_argument("--cpu-bf16", action="store_true", help="train every contender with bf16 autocast (CPUs with AVX512-BF16/AMX)")
+    parser.add_argument("--tta", action="store_true", help="predict every contender as the paper did: the mean over 8 flips/rotations")
     args = parser.parse_args()
 
     (args.out / "gt").mkdir(parents=True, exist_ok=True)
@@ -177,12 +179,12 @@ def main() -> None:
     results = {}
     for name in args.only:
         print(f"== {name}: " + ("rescored" if args.rescore else f"{args.minutes:g} min"), flush=True)
-        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore, args.cpu_bf16)
+        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore, args.cpu_bf16, args.tta)
         tag = "-bf16" if args.cpu_bf16 else ""
         shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}{tag}-curves.png")
         print_table(results)
     save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "all_cell_pixel_error": baseline,
-                           "rescored": args.rescore, "cpu_bf16": args.cpu_bf16, "results": results, "command": " ".join(sys.argv)})
+                           "rescored": args.rescore, "cpu_bf16": args.cpu_bf16, "tta": args.tta, "results": results, "command": " ".join(sys.argv)})
 
 
 def membrane_share(gt: Path) -> float:
