@@ -112,12 +112,7 @@ def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, r
             shutil.rmtree(run)
         train(data / "images", data / "labels", run, preset=preset, time_budget=minutes, val_names=tuple(HELD_OUT),
               seed=seed, build_model=build, cpu_bf16=cpu_bf16, **overrides)
-    config = read_config(run)
-    model = build(from_dict(ModelConfig, config["model"]))
-    load_weights(model, run / "model.safetensors")  # the last weights
-    model.eval()
-    data_config = with_class_weights(from_dict(DataConfig, config["data"]), data / "labels", config["split"]["train"])
-    predictor = Predictor(model.config, data_config, torch_logits_fn(model), PredictConfig(tta=tta))
+    model, predictor = load_predictor(name, run, data / "labels", PredictConfig(tta=tta))
     predictions = out / f"{name}-predictions{'-tta' if tta else ''}"
     for path in list_images(data / "images"):
         if path.stem in HELD_OUT:
@@ -134,6 +129,17 @@ def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, r
         "stack": {k: scores["stack"].get(k) for k in KEYS},
         "curves": str(run / "curves.png"),
     }
+
+
+def load_predictor(name: str, run: Path, labels: Path, config: PredictConfig = PredictConfig()):
+    """(model, Predictor) of a finished run's last weights, as every contender is scored."""
+    _, build, _ = CONTENDERS[name]
+    run_config = read_config(run)
+    model = build(from_dict(ModelConfig, run_config["model"]))
+    load_weights(model, run / "model.safetensors")
+    model.eval()
+    data_config = with_class_weights(from_dict(DataConfig, run_config["data"]), labels, run_config["split"]["train"])
+    return model, Predictor(model.config, data_config, torch_logits_fn(model), config)
 
 
 def with_class_weights(data_config: DataConfig, labels: Path, names: list[str]) -> DataConfig:
