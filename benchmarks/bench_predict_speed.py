@@ -152,8 +152,6 @@ def peak_memory(name: str, size: int) -> dict:
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="*", default=["paper", "default", "fast"])
@@ -183,9 +181,9 @@ def main() -> None:
             print(f"\n{name}: {args.size} x {args.size}, {result['tiles']} tile(s) of {result['tile_input']}, "
                   f"peak memory {result['peak_rss_mb']:.0f} MB (+{result['prediction_rise_mb']:.0f} MB predicting)")
             print(f"{'path':20} {'s/image':>9} {'images/s':>9} {'speedup':>8} {'max |dp|':>9}")
-            for name, seconds in result["seconds_median"].items():
+            for path, seconds in result["seconds_median"].items():
                 speedup = result["seconds_median"]["eager"] / seconds
-                print(f"{name:20} {seconds:9.3f} {1 / seconds:9.3f} {speedup:7.2f}x {result['max_prob_difference_vs_eager'][name]:9.1e}")
+                print(f"{path:20} {seconds:9.3f} {1 / seconds:9.3f} {speedup:7.2f}x {result['max_prob_difference_vs_eager'][path]:9.1e}")
             target = f"; target >= {TARGET_SPEEDUP}x" if name == "paper" else ""
             print(f"best other path: {result['best_path']} ({result['best_speedup_vs_eager']:.2f}x eager{target})")
     if not args.no_save:
