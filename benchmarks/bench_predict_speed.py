@@ -1,6 +1,6 @@
 """CPU prediction speed and memory: our presets and the peers, plain eager PyTorch against the faster CPU paths.
 
-    .venv/bin/python benchmarks/bench_predict_speed.py                 # full figures (about 8 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_predict_speed.py                 # full figures (about 2 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_predict_speed.py --presets tiny --peers --repeats 1 --no-save   # a quick check
 
 One 512 x 512 grey image through `Predictor.probabilities` (normalisation,
