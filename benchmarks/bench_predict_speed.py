@@ -77,14 +77,14 @@ CONFIG = PredictConfig(memory_mb=2048)  # room for one whole-image tile: every p
 
 
 def build(name: str):
-    """Our preset `name`, or the peer of that name in accuracy_isbi.py; eval mode, seeded weights."""
+    """Our preset `name`, or the contender of that name in accuracy_isbi.py; eval mode, seeded weights."""
     torch.manual_seed(0)
     if name in unetkit.PRESETS:
         return unetkit.create_model(name).eval()
     from accuracy_isbi import CONTENDERS
 
-    preset, build_peer, _ = CONTENDERS[name]
-    return build_peer(unetkit.preset_config(preset)).eval()
+    preset, build_contender, overrides = CONTENDERS[name]
+    return build_contender(unetkit.preset_config(preset, **overrides)).eval()
 
 
 def test_image(size: int) -> np.ndarray:
