@@ -144,7 +144,8 @@ def memory_child(name: str, size: int) -> None:
         pass
     loaded = rss_mb("VmRSS")
     predictor.probabilities(image)
-    print(json.dumps({"peak_rss_mb": rss_mb("VmHWM"), "prediction_rise_mb": rss_mb("VmHWM") - loaded}))
+    peak = rss_mb("VmHWM")
+    print(json.dumps({"peak_rss_mb": peak, "prediction_rise_mb": peak - loaded}))
 
 
 def peak_memory(name: str, size: int) -> dict:
