@@ -31,14 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, save  # noqa: E402
-
 from unetkit import ModelConfig, UNet, evaluate, train  # noqa: E402
 from unetkit.checkpoint import load_weights, read_config  # noqa: E402
 from unetkit.config import DataConfig, from_dict  # noqa: E402
 from unetkit.data import mask_to_classes  # noqa: E402
+from unetkit.data.weightmap import balancing_weights, class_frequencies  # noqa: E402
 from unetkit.io import list_images, read_image, read_mask, write_image  # noqa: E402
-from unetkit.predict import PredictConfig, Predictor, torch_logits_fn  # noqa: E402
-from unetkit.weightmap import balancing_weights, class_frequencies  # noqa: E402
+from unetkit.prediction import PredictConfig, Predictor, torch_logits_fn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012" / "train"

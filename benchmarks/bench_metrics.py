@@ -26,8 +26,9 @@ from PIL import Image
 from scipy import ndimage
 
 import unetkit
-from unetkit import metrics
+from unetkit.evaluation import metrics
 from unetkit.io import write_image
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 

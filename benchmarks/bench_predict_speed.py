@@ -40,8 +40,9 @@ import torch
 
 import unetkit
 from unetkit.config import DataConfig
-from unetkit.export import export_model, onnx_logits_fn
-from unetkit.predict import Predictor, PredictConfig, torch_logits_fn
+from unetkit.prediction import PredictConfig, Predictor, torch_logits_fn
+from unetkit.prediction.export import export_model, onnx_logits_fn
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 

@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 
 import unetkit
-from unetkit.augment import augment_batch, required_slack
 from unetkit.config import AugmentConfig, DataConfig
 from unetkit.data import PatchDataset, load_examples, pair_files
-from unetkit.weightmap import balancing_weights, class_frequencies, weight_map
+from unetkit.data.augment import augment_batch, required_slack
+from unetkit.data.weightmap import balancing_weights, class_frequencies, weight_map
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 

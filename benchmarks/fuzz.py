@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 from fuzzing import Hang, damage_run, load_run_outcome, mutate, read_outcome, seeds, time_limit  # noqa: E402
-
 from unetkit import DataConfig, create_model  # noqa: E402
 from unetkit.checkpoint import save_config, save_train_state, save_weights  # noqa: E402
 from unetkit.cli import main as cli  # noqa: E402

@@ -25,10 +25,9 @@ from scipy.optimize import minimize_scalar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_isbi import CONTENDERS, DEFAULT_RUN, HELD_OUT, ISBI, ROOT, load_predictor  # noqa: E402
 from common import save  # noqa: E402
-
 from unetkit.checkpoint import read_config  # noqa: E402
+from unetkit.evaluation.metrics import rand_error  # noqa: E402
 from unetkit.io import read_image, read_mask  # noqa: E402
-from unetkit.metrics import rand_error  # noqa: E402
 
 THRESHOLDS = np.round(np.arange(0.30, 0.701, 0.01), 2)
 

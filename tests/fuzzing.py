@@ -48,7 +48,7 @@ def seeds() -> dict[str, tuple[str, bytes]]:
     floats[3, 4], floats[5, 6] = np.nan, np.inf
     return {
         "png8": (".png", _png(grey)),
-        "png16": (".png", _png((grey.astype(np.uint16) * 257))),
+        "png16": (".png", _png(grey.astype(np.uint16) * 257)),
         "png_rgb": (".png", _png(np.stack([grey] * 3, -1))),
         "png_mask": (".png", _png(mask)),
         "jpeg": (".jpg", _jpeg(grey)),

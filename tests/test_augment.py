@@ -6,8 +6,8 @@ import pytest
 import torch
 from skimage.draw import disk, rectangle
 
-from unetkit.augment import augment_batch, elastic_field, gaussian_blur, required_slack, sample_params, sampling_grid
 from unetkit.config import AugmentConfig
+from unetkit.data.augment import augment_batch, elastic_field, gaussian_blur, required_slack, sample_params, sampling_grid
 
 STILL = AugmentConfig(elastic_std=0, rotate=0, scale=0, shift=0, flip=False, brightness=0, contrast=0, gamma=0, noise=0, blur=0)
 ELASTIC_ONLY = dataclasses.replace(STILL, elastic_std=10)

@@ -21,8 +21,8 @@ def test_round_trip_is_exact(tmp_path):
     loaded = load(tmp_path)
     x = torch.randn(1, 1, 32, 32)
     with torch.inference_mode():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    assert loaded.data_config == DataConfig()
+        torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+    assert loaded.data == DataConfig() and loaded.path == tmp_path and not loaded.model.training
 
 
 def test_train_state_round_trip(tmp_path):

@@ -7,18 +7,23 @@ import textwrap
 
 import pytest
 import torch
-from _train_data import TINY, make_dataset
 from safetensors.torch import load_file
 
 import unetkit
+from _train_data import TINY, make_dataset
 from unetkit.checkpoint import load_train_state
 from unetkit.config import TrainConfig
-from unetkit.engine import learning_rate
+from unetkit.training.step import learning_rate
 
 
 @pytest.fixture
 def data(tmp_path):
     return make_dataset(tmp_path / "data", n=4, size=48)
+
+
+def read_metrics(run):
+    with open(run / "metrics.csv") as file:
+        return list(csv.DictReader(file))
 
 
 def weights(run):
@@ -45,13 +50,13 @@ def test_run_folder_contents_and_learning(data, tmp_path):
         assert (run / name).is_file(), name
     assert not list(run.glob(".*.tmp")), "a temporary file was left behind"
     config = json.loads((run / "config.json").read_text())
-    assert config["train"]["steps"] == 12 and config["split"] == {"train": ["00", "01", "02"], "val": ["03"]}
+    assert config["run"]["steps"] == 12 and config["split"] == {"train": ["00", "01", "02"], "val": ["03"]}
     background, discs = config["data"]["class_weights"]  # "auto", resolved: prediction divides them out
     assert discs > 1 > background
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = read_metrics(run)
     assert [int(r["step"]) for r in rows] == [6, 12]  # one row per epoch of 6 steps
     assert 0 <= float(rows[-1]["val_pixel_error"]) <= 1
-    assert unetkit.load(run).config.depth == 3  # the run folder loads for prediction
+    assert unetkit.load(run).model.config.depth == 3  # the run folder loads for prediction
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run_bitwise(data, tmp_path):
@@ -90,8 +95,8 @@ def test_sigterm_stops_cleanly_and_saves(data, tmp_path):
 def test_time_budget_stops_and_saves(data, tmp_path):
     run = unetkit.train(*data, tmp_path / "run", time_budget=0.03, **TINY)  # 1.8 s
     loop = load_train_state(run)["loop"]
-    assert loop["total_steps"] is None and 0 < loop["step"] and loop["elapsed"] >= 1.8
-    assert json.loads((run / "config.json").read_text())["train"]["time_budget"] == 0.03
+    assert loop["total_steps"] is None and loop["step"] > 0 and loop["elapsed"] >= 1.8
+    assert json.loads((run / "config.json").read_text())["run"]["time_budget"] == 0.03
 
 
 def test_resume_may_extend_but_not_change_the_recipe(data, tmp_path):
@@ -118,19 +123,19 @@ def test_valid_padding_crops_the_target_and_validates_whole_images(data, tmp_pat
     config = json.loads((run / "config.json").read_text())
     margin = unetkit.create_model("paper", base_width=4, depth=2).margin
     assert config["model"]["padding"] == "valid" and config["train"]["patch_size"] == 48 + 2 * margin  # output = image
-    assert float(list(csv.DictReader(open(run / "metrics.csv")))[-1]["val_pixel_error"]) <= 1
+    assert float(read_metrics(run)[-1]["val_pixel_error"]) <= 1
 
 
 def test_strided_stem_trains_and_predicts_any_size(data, tmp_path):
     run = unetkit.train(*data, tmp_path / "run", steps=2, stem_stride=2, **TINY)  # tiny: sizes in steps of 16
     assert json.loads((run / "config.json").read_text())["model"]["stem_stride"] == 2
-    assert unetkit.load(run).config.total_stride == 16
+    assert unetkit.load(run).model.config.total_stride == 16
     probs = unetkit.predict(run, torch.rand(37, 50).numpy())
     assert probs.shape == (2, 37, 50)
 
 
 def test_cpu_bf16_autocasts_the_forward_or_refuses_clearly(data, tmp_path, monkeypatch):
-    import unetkit.engine as engine
+    import unetkit.training.setup as setup
 
     dtypes = set()
 
@@ -139,10 +144,10 @@ def test_cpu_bf16_autocasts_the_forward_or_refuses_clearly(data, tmp_path, monke
         net.head.register_forward_hook(lambda module, inputs, out: dtypes.add(out.dtype))
         return net
 
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)  # emulated where the CPU lacks it: slow, still right
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)  # emulated where the CPU lacks it: slow, still right
     run = unetkit.train(*data, tmp_path / "run", steps=2, cpu_bf16=True, build_model=build, **TINY)
-    assert torch.bfloat16 in dtypes and json.loads((run / "config.json").read_text())["train"]["cpu_bf16"] is True
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    assert torch.bfloat16 in dtypes and json.loads((run / "config.json").read_text())["run"]["cpu_bf16"] is True
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(unetkit.UserError, match="no native bf16"):
         unetkit.train(*data, tmp_path / "other", steps=2, cpu_bf16=True, **TINY)
 
@@ -186,7 +191,7 @@ def test_ddp_two_cpu_processes_end_identical_and_write_once(data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     hashes = {(tmp_path / f"rank{r}.sha").read_text() for r in (0, 1)}
     assert len(hashes) == 1, "the two processes ended with different weights"
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = read_metrics(run)
     assert [int(r["step"]) for r in rows] == [3, 6]  # one row per epoch, not one per process
     assert not list(run.glob(".*.tmp"))
     saved = weights(run)
@@ -200,11 +205,11 @@ def test_bn_calibration_averages_the_batch_statistics_of_clean_grid_patches():
     import numpy as np
 
     from unetkit.data import Example, PatchDataset, grid_windows
-    from unetkit.engine import calibrate_batch_norm
+    from unetkit.training.validate import calibrate_batch_norm
 
     rng = np.random.default_rng(0)
     examples = [Example(str(i), rng.random((1, 40, 40), np.float32), np.zeros((40, 40), np.uint8)) for i in range(3)]
-    windows = grid_windows(examples, 16, 5)
+    windows = grid_windows([e.shape for e in examples], 16, 5)
     assert len(windows) == 5 and windows[0] == (0, 0, 0) and windows[-1] == (2, 16, 16)  # spread over all 12
     torch.manual_seed(0)
     net = unetkit.create_model("tiny", dropout=0.5)
@@ -214,7 +219,7 @@ def test_bn_calibration_averages_the_batch_statistics_of_clean_grid_patches():
     calibrate_batch_norm(ctx)
 
     conv, norm = net.encoder[0].body[0], net.encoder[0].body[1]  # the first convolution and its BatchNorm
-    batches = [np.stack([examples[i].image[:, t : t + 16, l : l + 16] for i, t, l in windows[s : s + 2]]) for s in (0, 2, 4)]
+    batches = [np.stack([examples[i].image[:, t : t + 16, c : c + 16] for i, t, c in windows[s : s + 2]]) for s in (0, 2, 4)]
     with torch.no_grad():
         features = [conv(torch.from_numpy(b)) for b in batches]
     expected_mean = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)

@@ -101,7 +101,7 @@ def test_labels_and_probabilities_of_one_stem_are_both_used(folders):
 
 
 def test_a_predict_output_folder_evaluates_as_it_is(folders):
-    from unetkit.metrics import label_objects
+    from unetkit.evaluation.metrics import label_objects
 
     out = folders / "predicted"
     for i in range(3):

@@ -9,8 +9,8 @@ import torch
 from unetkit import UserError, create_model
 from unetkit.checkpoint import load_run, save_config, save_weights
 from unetkit.config import DataConfig
-from unetkit.export import FORMATS, export_model, export_run, onnx_logits_fn, parity_inputs, torchscript_logits_fn
-from unetkit.predict import predict
+from unetkit.prediction import predict
+from unetkit.prediction.export import FORMATS, export_model, export_run, onnx_logits_fn, parity_inputs, torchscript_logits_fn
 
 MODELS = {
     "same": dict(preset="tiny"),

@@ -109,6 +109,5 @@ def _check_answer(code: int, capsys) -> None:
 def test_time_limit_catches_a_hang():
     import time
 
-    with pytest.raises(Hang):
-        with time_limit(1):
-            time.sleep(3)
+    with pytest.raises(Hang), time_limit(1):
+        time.sleep(3)

@@ -95,7 +95,7 @@ def _patch_tiff_size(path, side):
 
 
 def test_absurd_declared_sizes_are_refused_before_allocating(tmp_path, monkeypatch):
-    monkeypatch.setattr("unetkit.io.MAX_DECODED_BYTES", 2**20)  # the mechanism, at a small scale
+    monkeypatch.setattr("unetkit.io.images.MAX_DECODED_BYTES", 2**20)  # the mechanism, at a small scale
     tifffile.imwrite(tmp_path / "bomb.tif", np.zeros((64, 64), np.uint8))
     _patch_tiff_size(tmp_path / "bomb.tif", 4000)  # a read would fail on the missing data instead
     with pytest.raises(UserError, match="GiB of pixels"):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from unetkit.losses import make_loss, soft_dice_loss, weighted_cross_entropy
+from unetkit.model.losses import make_loss, soft_dice_loss, weighted_cross_entropy
 
 
 def sample(n_classes=3, seed=0):

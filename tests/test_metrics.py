@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from unetkit.metrics import class_scores, confusion_matrix
+from unetkit.evaluation.metrics import class_scores, confusion_matrix
 
 
 def test_confusion_counts_and_scores():
@@ -28,7 +28,7 @@ import itertools  # noqa: E402
 import pytest  # noqa: E402
 from skimage.metrics import adapted_rand_error, variation_of_information  # noqa: E402
 
-from unetkit import metrics as M  # noqa: E402
+from unetkit.evaluation import metrics as M  # noqa: E402
 
 
 def _two_cells(height=16, width=21, wall=(10,)):

@@ -119,7 +119,7 @@ def test_receptive_field_matches_gradient_support(options):
     widest = 0
     original = torch.nn.functional.max_pool2d
     try:
-        import unetkit.model as um
+        import unetkit.model.unet as um
 
         um.F.max_pool2d = torch.nn.functional.avg_pool2d
         for i in range(64, 64 + model.config.total_stride):  # every pixel phase

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unetkit.postprocess import (
+from unetkit.prediction.postprocess import (
     InstanceConfig,
     distance_seeds,
     fill_holes,

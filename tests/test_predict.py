@@ -11,17 +11,9 @@ from unetkit.checkpoint import save_config, save_weights
 from unetkit.config import DataConfig
 from unetkit.data import normalize
 from unetkit.io import read_image, write_image
-from unetkit.postprocess import InstanceConfig
-from unetkit.predict import (
-    DIHEDRAL,
-    Predictor,
-    PredictConfig,
-    _transform,
-    _untransform,
-    predict_files,
-    probability_fn,
-    to_probabilities,
-)
+from unetkit.prediction import PredictConfig, Predictor, predict_files, probability_fn, to_probabilities
+from unetkit.prediction.backends import DIHEDRAL, _transform, _untransform
+from unetkit.prediction.postprocess import InstanceConfig
 
 
 def tiny(**overrides):
@@ -47,7 +39,7 @@ def test_predict_normalises_with_the_runs_data_config(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
     expected = forward(model, normalize(image[None], data))  # 64 x 64 is one valid tile: no padding at all
     np.testing.assert_allclose(unetkit.predict(run, image), expected, atol=1e-5)
-    np.testing.assert_allclose(unetkit.predict(unetkit.load(run), image), expected, atol=1e-5)  # model.data_config
+    np.testing.assert_allclose(unetkit.predict(unetkit.load(run), image), expected, atol=1e-5)  # a loaded Run
     default = unetkit.predict(model, image)  # a bare model: percentile normalisation of DataConfig()
     np.testing.assert_allclose(default, forward(model, normalize(image[None], DataConfig())), atol=1e-5)
 

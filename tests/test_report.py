@@ -3,7 +3,6 @@ import re
 import numpy as np
 from PIL import Image
 
-from unetkit import topology as T
 from unetkit.report import COLOURS, error_overlay, write_report
 
 
@@ -28,9 +27,9 @@ def test_error_overlay_colours():
     pred = gt.copy()
     pred[0, 6] = True  # false positive
     pred[8, 0] = False  # false negative
-    types = np.zeros(gt.shape, np.int8)
-    types[4, 6] = T.MERGE
-    overlay = error_overlay(gt, pred, None, types)
+    merges = np.zeros(gt.shape, bool)
+    merges[4, 6] = True
+    overlay = error_overlay(gt, pred, None, merges=merges)
     assert overlay.shape == (9, 9, 3) and overlay.dtype == np.uint8
     assert tuple(overlay[0, 6]) == COLOURS["false_positive"] and tuple(overlay[8, 0]) == COLOURS["false_negative"]
     assert tuple(overlay[5, 7]) == COLOURS["merge"]  # drawn 3 x 3

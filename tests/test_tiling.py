@@ -6,17 +6,12 @@ import torch
 from unetkit import create_model
 from unetkit.config import DataConfig
 from unetkit.data import normalize
-from unetkit.predict import Predictor, PredictConfig, predict, to_probabilities
-from unetkit.tiling import (
-    ArraySource,
-    TiffSource,
-    choose_tile,
-    make_grid,
-    mirror_indices,
-    predict_bands,
-    read_tile,
-    strided_sample,
-)
+from unetkit.data.windows import mirror_indices
+from unetkit.data.windows import read_mirrored as read_tile
+from unetkit.io import ArraySource, TiffSource, strided_sample
+from unetkit.model import choose_tile
+from unetkit.prediction import PredictConfig, Predictor, predict, to_probabilities
+from unetkit.prediction.tiling import make_grid, predict_bands
 
 
 def valid_model(**overrides):

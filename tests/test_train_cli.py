@@ -3,8 +3,8 @@ import sys
 
 import numpy as np
 import pytest
-from _train_data import make_dataset
 
+from _train_data import make_dataset
 from unetkit.cli import main
 from unetkit.io import write_image
 

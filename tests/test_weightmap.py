@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unetkit.weightmap import balancing_weights, border_weights, class_frequencies, prior_offsets, weight_map
+from unetkit.data.weightmap import balancing_weights, border_weights, class_frequencies, prior_offsets, weight_map
 
 
 def two_objects(gap: int = 1) -> np.ndarray:

@@ -1,24 +1,29 @@
 """unetkit: U-Net segmentation, faithful to Ronneberger et al. 2015, fast on a CPU."""
 
-__version__ = "0.1.0"
-
-from .checkpoint import load  # noqa: E402
-from .config import AugmentConfig, DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from .engine import train  # noqa: E402
+from .checkpoint import Run  # noqa: E402
+from .checkpoint import load_run as load
+from .config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .evaluation import evaluate  # noqa: E402
+from .evaluation import evaluate, metrics  # noqa: E402
 from .model import PRESETS, UNet, create_model, preset_config  # noqa: E402
-from .predict import predict  # noqa: E402
+from .prediction import PredictConfig, predict  # noqa: E402
+from .training import Recipe, train  # noqa: E402
+from .version import __version__  # noqa: E402, F401
 
 __all__ = [
     "UNet",
     "ModelConfig",
     "DataConfig",
     "TrainConfig",
+    "RunConfig",
     "AugmentConfig",
+    "Recipe",
+    "PredictConfig",
+    "Run",
     "train",
     "evaluate",
     "predict",
+    "metrics",
     "UserError",
     "PRESETS",
     "create_model",

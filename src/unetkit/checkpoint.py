@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
 from .config import DataConfig, ModelConfig, from_dict, to_dict
 from .errors import UserError, first_line
 from .io import atomic_path, write_text
 from .model import UNet
+from .version import __version__
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
@@ -32,15 +32,16 @@ class Run:
 
     model: UNet
     data: DataConfig
-    config: dict
-    path: Path
+    config: dict = dataclasses.field(default_factory=dict)
+    path: Path | None = None  # None for a model that was never saved
 
 
-def save_config(run_dir: str | Path, model_config: ModelConfig, data_config: DataConfig, **sections) -> None:
-    """Write `config.json`: the resolved configs, each section a dict."""
+def save_config(run_dir: str | Path, model_config: ModelConfig, data_config: DataConfig, **sections) -> dict:
+    """Write `config.json`: the resolved configs, each section a dict; returns what it wrote."""
     config = {"unetkit_version": __version__, "model": to_dict(model_config), "data": to_dict(data_config)}
     config.update({k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in sections.items()})
     write_text(Path(run_dir) / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    return config
 
 
 def save_weights(run_dir: str | Path, model: torch.nn.Module, which: str = "last") -> Path:
@@ -74,7 +75,7 @@ def load_train_state(run_dir: str | Path) -> dict | None:
         reason = first_line(exc)
         raise UserError(
             f"training state rejected ({reason})", path=path, fix="delete it to restart training from the weights"
-        ) from None
+        ) from exc
 
 
 def read_config(run_dir: str | Path) -> dict:
@@ -84,7 +85,7 @@ def read_config(run_dir: str | Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"unreadable config ({exc})", path=path, fix="restore config.json from the run") from None
+        raise UserError(f"unreadable config ({exc})", path=path, fix="restore config.json from the run") from exc
     if not isinstance(config, dict) or "model" not in config:
         raise UserError("config has no 'model' section", path=path, fix="restore config.json from the run")
     return config
@@ -113,16 +114,14 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     try:
         state = load_file(path)
     except Exception as exc:  # noqa: BLE001 - corrupt or truncated file
-        raise UserError(f"unreadable weights ({exc})", path=path, fix="restore the file or retrain") from None
+        raise UserError(f"unreadable weights ({exc})", path=path, fix="restore the file or retrain") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = first_line(exc)
-        raise UserError(f"weights do not fit the model ({first})", path=path, fix="check config.json beside it") from None
+        raise UserError(f"weights do not fit the model ({first})", path=path, fix="check config.json beside it") from exc
 
 
-def load(run_dir: str | Path, weights: str = "auto") -> UNet:
-    """The trained model of a run folder, in eval mode (`run.data` holds its DataConfig)."""
-    run = load_run(run_dir, weights)
-    run.model.data_config = run.data
-    return run.model
+def load(run_dir: str | Path, weights: str = "auto") -> Run:
+    """A run folder loaded for prediction: `run.model` (in eval mode), `run.data` (how to normalise), `run.config`."""
+    return load_run(run_dir, weights)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
 from .errors import UserError
+from .version import __version__
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +28,12 @@ def _model(args: argparse.Namespace) -> None:
     try:
         model = create_model(args.preset, **overrides)
     except ValueError as exc:
-        raise UserError(str(exc), fix="see `unetkit model --help`") from None
+        raise UserError(str(exc), fix="see `unetkit model --help`") from exc
     height, width = args.input_size or ((572, 572) if model.config.padding == "valid" else (512, 512))
     try:
         print(summarize(model, height, width))
     except ValueError as exc:
-        raise UserError(str(exc), fix="pass a valid --input-size") from None
+        raise UserError(str(exc), fix="pass a valid --input-size") from exc
 
 
 def _demo_args(parser: argparse.ArgumentParser) -> None:
@@ -98,8 +98,10 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of images (PNG, JPEG, TIFF, stacks)")
     parser.add_argument("--masks", required=True, metavar="DIR", help="folder of masks, paired with the images by file stem")
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder to create (or continue with --resume)")
+    parser.add_argument("--config", metavar="RECIPE", help="options from a recipe file (YAML/JSON, the flags' names in snake_case, "
+                        "e.g. RUN/recipe.yaml of an earlier run); flags given too override it")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the one-line summary still prints)")
     opt("--preset", choices=list(PRESETS), help="model preset (default: default)")
     opt("--epochs", type=int, metavar="N", help="stop after N epochs (default 50 if no stop option is given)")
     opt("--steps", type=int, metavar="N", help="stop after N optimiser steps")
@@ -137,6 +139,11 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
     opt("--sync-bn", action=flag, help="SyncBatchNorm across torchrun processes")
     opt("--bn-calibration", type=int, metavar="N", help="re-estimate BatchNorm statistics on up to N clean training patches before each validation (default 32; 0: off)")
+    _augment_args(opt)
+
+
+def _augment_args(opt) -> None:
+    flag = argparse.BooleanOptionalAction
     opt("--augment", action=flag, help="augmentation (default on)")
     opt("--elastic-std", type=float, metavar="PX", help="elastic displacement std on the coarse grid (default 10)")
     opt("--rotate", type=float, metavar="DEG", help="max rotation (default 180; 0 for oriented scenes)")
@@ -151,43 +158,49 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .engine import train
+    from .training import read_recipe, train
 
-    fixed = {"images", "masks", "out", "resume", "quiet", "run", "command", "debug"}
-    options = {k: v for k, v in vars(args).items() if k not in fixed}
-    if "val_names" in options:
+    fixed = {"images", "masks", "out", "resume", "quiet", "run", "command", "debug", "config"}
+    flags = {k: v for k, v in vars(args).items() if k not in fixed}
+    options = {**(read_recipe(args.config) if args.config else {}), **flags}
+    if options.get("val_names") is not None:
         options["val_names"] = tuple(options["val_names"])
     train(args.images, args.masks, args.out, resume=args.resume, progress=not args.quiet, **options)
 
 
 def _predict_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page")
-    parser.add_argument("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png")
-    parser.add_argument("--tta", action="store_true", help="average the 8 flips and 90-degree rotations (8x slower)")
-    parser.add_argument("--no-calibrate", action="store_true", help="keep the class weighting of the loss in the probabilities")
-    parser.add_argument("--instances", action="store_true", help="also NAME_instances.tif: touching objects separated by watershed")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="onnxruntime runs RUN/model.onnx (`unetkit export`)")
-    parser.add_argument("--weights", choices=("auto", "best", "last"), default="auto")
-    parser.add_argument("--tile-size", type=int, help="input tile side (rounded up to a valid size); default: from --memory-mb")
-    parser.add_argument("--tile-batch", type=int, help="tiles per forward pass (default: as many as --memory-mb allows, <= 8)")
-    parser.add_argument("--memory-mb", type=float, default=512, help="activation memory for one tile batch (default 512)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap for same-padding models (default 0.25)")
-    parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, ...")
-    parser.add_argument("--channels-last", action="store_true", help="torch backend: NHWC memory format")
-    parser.add_argument("--threads", type=int, help="CPU threads of the backend")
-    parser.add_argument("--no-probs", action="store_true", help="skip NAME_probs.tif")
-    parser.add_argument("--no-overlay", action="store_true", help="skip NAME_overlay.png")
-    parser.add_argument("--stream-above", type=float, default=16.0, metavar="MPIX", help="stream images above this many megapixels (default 16)")
-    parser.add_argument("--foreground-class", type=int, default=1, help="instances: class of the objects (default 1)")
-    parser.add_argument("--min-size", type=int, default=16, help="instances: drop objects under this many pixels (default 16)")
-    parser.add_argument("--max-hole", type=int, help="instances: fill holes up to this many pixels (default: all; 0: none)")
-    parser.add_argument("--seeds", choices=("distance", "probability"), default="distance", help="instances: watershed seeds")
+    from .prediction import BACKENDS, SEEDS, InstanceConfig, PredictConfig
+
+    # Defaults come from the configs: one source of truth.
+    p, i = PredictConfig(), InstanceConfig()
+    add = parser.add_argument
+    add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
+    add("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page")
+    add("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png")
+    add("--tta", action="store_true", help="average the 8 flips and 90-degree rotations (8x slower)")
+    add("--no-calibrate", action="store_true", help="keep the class weighting of the loss in the probabilities")
+    add("--instances", action="store_true", help="also NAME_instances.tif: touching objects separated by watershed")
+    add("--backend", choices=BACKENDS, default=p.backend, help="onnxruntime runs RUN/model.onnx (`unetkit export`)")
+    add("--weights", choices=("auto", "best", "last"), default=p.weights)
+    add("--tile-size", type=int, help="input tile side (rounded up to a valid size); default: from --memory-mb")
+    add("--tile-batch", type=int, help="tiles per forward pass (default: as many as --memory-mb allows, <= 8)")
+    add("--memory-mb", type=float, default=p.memory_mb, help=f"activation memory for one tile batch (default {p.memory_mb:g})")
+    add("--overlap", type=float, default=p.overlap, help=f"tile overlap for same-padding models (default {p.overlap})")
+    add("--device", default=p.device, help="torch device: auto, cpu, cuda, ...")
+    add("--channels-last", action="store_true", help="torch backend: NHWC memory format")
+    add("--threads", type=int, help="CPU threads of the backend")
+    add("--no-probs", action="store_true", help="skip NAME_probs.tif")
+    add("--no-overlay", action="store_true", help="skip NAME_overlay.png")
+    add("--stream-above", type=float, default=p.stream_above_mpix, metavar="MPIX",
+        help=f"stream images above this many megapixels (default {p.stream_above_mpix:g})")
+    add("--foreground-class", type=int, default=i.foreground_class, help=f"instances: class of the objects (default {i.foreground_class})")
+    add("--min-size", type=int, default=i.min_size, help=f"instances: drop objects under this many pixels (default {i.min_size})")
+    add("--max-hole", type=int, default=i.max_hole, help="instances: fill holes up to this many pixels (default: all; 0: none)")
+    add("--seeds", choices=SEEDS, default=i.seeds, help=f"instances: watershed seeds (default {i.seeds})")
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .postprocess import InstanceConfig
-    from .predict import PredictConfig, predict_files
+    from .prediction import InstanceConfig, PredictConfig, predict_files
 
     try:
         instances = InstanceConfig(foreground_class=args.foreground_class, min_size=args.min_size, max_hole=args.max_hole, seeds=args.seeds)
@@ -198,7 +211,7 @@ def _predict(args: argparse.Namespace) -> None:
             stream_above_mpix=args.stream_above,
         )  # fmt: skip
     except ValueError as exc:
-        raise UserError(str(exc), fix="see `unetkit predict --help`") from None
+        raise UserError(str(exc), fix="see `unetkit predict --help`") from exc
     written = predict_files(args.run_dir, args.inputs, args.out, config)
     print(f"wrote {len(written)} files to {args.out}")
 
@@ -211,7 +224,7 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_run
+    from .prediction.export import export_run
 
     print(export_run(args.run_dir, args.format, args.out, args.weights).summary())
 

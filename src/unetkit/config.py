@@ -108,7 +108,7 @@ def from_dict(cls: type[C], data: dict, *, source: str = "config") -> C:
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise UserError(str(exc), path=source, fix=f"correct the {cls.__name__} values") from None
+        raise UserError(str(exc), path=source, fix=f"correct the {cls.__name__} values") from exc
 
 
 def load_file(path: str | Path) -> dict:
@@ -117,7 +117,7 @@ def load_file(path: str | Path) -> dict:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UserError(f"cannot read config ({exc.strerror})", path=path, fix="check the path") from None
+        raise UserError(f"cannot read config ({exc.strerror})", path=path, fix="check the path") from exc
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -126,7 +126,7 @@ def load_file(path: str | Path) -> dict:
         else:
             data = json.loads(text)
     except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
-        raise UserError(f"not valid {path.suffix or 'JSON'} ({exc})", path=path, fix="repair the file") from None
+        raise UserError(f"not valid {path.suffix or 'JSON'} ({exc})", path=path, fix="repair the file") from exc
     if not isinstance(data, dict):
         raise UserError("config must be a mapping at the top level", path=path, fix="write key: value pairs")
     return data
@@ -171,16 +171,13 @@ class AugmentConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How a run trains: stop conditions, optimisation, loss, sampling, split, devices.
+    """What a run learns: optimisation, loss, sampling, split, augmentation.
 
-    `None` means "chosen from the data or the model" (see `engine.resolve_train_config`);
-    the run folder stores the resolved values.
+    Stored in the run and kept on resume. `None` means "chosen from the data or
+    the model" (see `training.setup.resolve`); the run folder stores the resolved values.
     """
 
     preset: str = "default"
-    epochs: int | None = None  # stop conditions: whichever comes first; none given: 50 epochs
-    steps: int | None = None
-    time_budget: float | None = None  # minutes of this invocation; stops cleanly and saves
     batch_size: int = 4  # global: split across DDP processes
     patch_size: int | None = None  # network input side; None: 256 or the images' size if smaller
     samples_per_epoch: int | None = None  # None: enough patches to cover the training images once
@@ -201,14 +198,7 @@ class TrainConfig:
     folds: int | None = None  # k-fold: hold out fold `fold` of `folds` contiguous blocks
     fold: int = 0
     seed: int = 0
-    workers: int = 0  # DataLoader worker processes (cropping only; augmentation runs on the device)
-    device: str = "auto"
-    amp: bool = True  # mixed precision on CUDA only
-    cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 (AVX512-BF16 or AMX)
     grad_clip: float = 1.0  # max gradient norm; 0 switches clipping off
-    deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
-    save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
-    sync_bn: bool = False  # SyncBatchNorm across DDP processes
     bn_calibration: int = 32  # BatchNorm statistics re-estimated on up to this many clean training patches (at most a third of an epoch's) before each validation; 0: off
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
@@ -220,12 +210,8 @@ class TrainConfig:
         _check_choice("loss", self.loss, LOSSES)
         if not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
             raise ValueError(f"bn_calibration must be an integer >= 0, got {self.bn_calibration!r}")
-        for name in ("epochs", "steps", "batch_size", "patch_size", "samples_per_epoch", "folds"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise ValueError(f"time_budget must be positive minutes, got {self.time_budget!r}")
+        for name in ("batch_size", "patch_size", "samples_per_epoch", "folds"):
+            _check_positive(name, getattr(self, name))
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not 0 <= self.fg_oversample <= 1:
@@ -234,5 +220,38 @@ class TrainConfig:
             raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold!r}")
         if self.folds is not None and self.val_names:
             raise ValueError("give either folds or val_names, not both")
-        if self.workers < 0 or self.save_every < 0 or self.grad_clip < 0:
-            raise ValueError("workers, save_every and grad_clip must be >= 0")
+        if self.grad_clip < 0:
+            raise ValueError("grad_clip must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Where and when a run trains: stop conditions, devices, precision, workers, save cadence.
+
+    A resumed run may change any of these; they never change what the run learns,
+    except that a new length (epochs or steps) stretches the schedule.
+    """
+
+    epochs: int | None = None  # stop conditions: whichever comes first; none given: 50 epochs
+    steps: int | None = None
+    time_budget: float | None = None  # minutes of training over all invocations; stops cleanly and saves
+    workers: int = 0  # DataLoader worker processes (cropping only; augmentation runs on the device)
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA only
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 (AVX512-BF16 or AMX)
+    deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
+    save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
+    sync_bn: bool = False  # SyncBatchNorm across DDP processes
+
+    def __post_init__(self):
+        for name in ("epochs", "steps"):
+            _check_positive(name, getattr(self, name))
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError(f"time_budget must be positive minutes, got {self.time_budget!r}")
+        if self.workers < 0 or self.save_every < 0:
+            raise ValueError("workers and save_every must be >= 0")
+
+
+def _check_positive(name: str, value) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

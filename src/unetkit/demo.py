@@ -10,12 +10,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .engine import train
 from .errors import UserError
 from .evaluation import evaluate
 from .io import list_images, write_bytes
-from .predict import PredictConfig, predict_files
+from .prediction import PredictConfig, predict_files
 from .synthetic import write_dataset
+from .training import train
 
 MEMBRANE = 0  # class 0 of ISBI-style labels (raw 0 = membrane, 255 = cell interior)
 HEADLINE_KEYS = ("pixel_error", "rand_error", "warping_error", "info_error", "mean_iou")

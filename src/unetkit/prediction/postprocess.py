@@ -124,8 +124,3 @@ def instances(probs: np.ndarray, config: InstanceConfig = InstanceConfig()) -> n
     else:
         seeds, landscape = distance_seeds(mask, config.h), None
     return separate_instances(mask, seeds, landscape)
-
-
-def smallest_label_dtype(labels: np.ndarray) -> np.dtype:
-    """uint16 when the labels fit, else uint32 (for writing)."""
-    return np.dtype(np.uint16) if labels.max(initial=0) < 2**16 else np.dtype(np.uint32)

@@ -16,16 +16,13 @@ by tile and extrapolate the missing context at the image border by mirroring.
   blended with Gaussian weights that favour tile centres (as nnU-Net does).
   The image border gets half an overlap of mirrored context, like a seam.
 
-Mirroring is numpy's "symmetric" mode (the edge pixel is repeated: d c b a |
-a b c d | d c b a), extended periodically, so it is defined for any pad,
-including a 1 x 1 image.
+Mirroring follows `data.windows` (numpy's "symmetric" mode, any pad width),
+the one convention of patches, validation and prediction.
 
 Tiles are produced row by row; `predict_bands` yields finished bands of rows
 as soon as no later tile can touch them, so a caller can write the output
-incrementally and peak memory is bounded by a band, not the image.
-`TiffSource` reads only the region a tile needs from a TIFF (memory-mapped
-when the file is uncompressed and contiguous, else through tifffile's zarr
-store, which decodes only the tiles or strips that overlap the region).
+incrementally and peak memory is bounded by a band, not the image; with an
+`io.sources.TiffSource` only the region each tile needs is read.
 """
 
 from __future__ import annotations
@@ -33,142 +30,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .io import _opening, check_pixels
+from ..data.windows import read_mirrored
 
 # A function from a batch of normalised tiles (N, C, h, w) float32 to
 # class probabilities (N, K, h - 2m, w - 2m) float32.
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
-
-# Activation memory per input pixel of one tile, in float32 values, is
-# estimated as (kept skips) + (working set at the top level), with channel
-# counts padded to 8 as oneDNN's blocked layouts do; the factor covers
-# allocator slack. Calibrated against peak RSS of one forward at 1024^2:
-# bytes/px measured (estimate) tiny 278 (312), default 583 (650), residual
-# 700 (810), attention 768 (810), paper 1738 (1915).
-MEMORY_SAFETY = 1.25
-MEMORY_FIXED_MB = 128  # per-forward overhead that does not scale with the tile (scratch, allocator)
-MAX_TILE = 1024  # larger tiles gain little and make the rows of a band long
-
-
-# --------------------------------------------------------------------------- mirroring
-
-
-def mirror_indices(start: int, stop: int, size: int) -> np.ndarray:
-    """Source indices of positions start..stop-1 along an axis of `size` pixels, mirrored ("symmetric").
-
-    Positions outside 0..size-1 reflect about the border with the edge pixel
-    repeated, periodically, so any pad width works (size 1 gives all zeros).
-    """
-    period = 2 * size
-    positions = np.mod(np.arange(start, stop), period)
-    return np.where(positions < size, positions, period - 1 - positions)
-
-
-# --------------------------------------------------------------------------- sources
-
-
-class ArraySource:
-    """An in-memory (or memory-mapped) `(C, H, W)` image that tiles are read from."""
-
-    def __init__(self, array: np.ndarray):
-        if array.ndim != 3:
-            raise ValueError(f"expected a (C, H, W) array, got shape {array.shape}")
-        self.array = array
-        self.shape = tuple(array.shape)
-        self.dtype = array.dtype
-
-    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        return np.asarray(self.array[:, y0:y1, x0:x1])
-
-    def close(self) -> None:
-        pass
-
-
-class TiffSource:
-    """One image of a TIFF file, read region by region, never whole.
-
-    Handles the layouts `io.read_image` does: `YX`, samples (`YXS`, `SYX`),
-    channels over pages (`CYX`) and stacks of 2-D pages (pick one with `page`).
-    """
-
-    def __init__(self, path: str | Path, page: int | None = None):
-        import tifffile
-
-        self.path = Path(path)
-        with _opening(self.path):
-            self._tif = tifffile.TiffFile(self.path)
-            series = self._tif.series[0]
-            axes = series.axes.upper()
-            sizes = dict(zip(axes, series.shape))
-            self._axes = axes
-            self._stack_index = self._pick_page(axes, sizes, page)
-            kept = [a for a in axes if a in "YXCS"]
-            channel = [a for a in kept if a in "CS"]
-            self._channel_axis = kept.index(channel[0]) if channel else None
-            self.shape = (sizes[channel[0]] if channel else 1, sizes["Y"], sizes["X"])
-            self.dtype = np.dtype(series.dtype)
-            self._array = self._lazy_array(series)
-
-    def _pick_page(self, axes: str, sizes: dict, page: int | None) -> int | None:
-        stack = [a for a in axes if a not in "YXCS"]
-        if len(stack) > 1 or "Y" not in axes or "X" not in axes or ("C" in axes and "S" in axes):
-            raise UserError(f"cannot stream TIFF axes {axes}", path=self.path, fix="save 2-D images or a stack of 2-D pages")
-        if not stack:
-            if page not in (None, 0):
-                raise UserError(f"page {page} requested but file holds one image", path=self.path, fix="drop the page index")
-            return None
-        count = sizes[stack[0]]
-        page = 0 if page is None and count == 1 else page
-        if page is None or not 0 <= page < count:
-            raise UserError(f"page {page} not in stack of {count}", path=self.path, fix="use a valid page index")
-        return page
-
-    def _lazy_array(self, series):
-        """A memory map where the data is stored raw and contiguous, else a zarr array over the segments."""
-        import tifffile
-
-        try:
-            return tifffile.memmap(self.path, series=0, mode="r")
-        except ValueError:  # compressed, tiled, or not contiguous
-            import zarr
-
-            return zarr.open(series.aszarr(), mode="r")
-
-    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        region = {"Y": slice(y0, y1), "X": slice(x0, x1), "C": slice(None), "S": slice(None)}
-        index = tuple(region.get(axis, self._stack_index) for axis in self._axes)
-        with _opening(self.path):
-            box = np.asarray(self._array[index])
-        check_pixels(box, self.path)  # read_image's check, tile by tile
-        return box[None] if self._channel_axis is None else np.moveaxis(box, self._channel_axis, 0)
-
-    def close(self) -> None:
-        self._tif.close()
-
-
-def read_tile(source, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    """The `(C, h, w)` region rows x cols of the mirror-padded image (bounds may lie outside it)."""
-    _, height, width = source.shape
-    if rows[0] >= 0 and cols[0] >= 0 and rows[1] <= height and cols[1] <= width:
-        return source.read(*rows, *cols)
-    r = mirror_indices(*rows, height)
-    c = mirror_indices(*cols, width)
-    box = source.read(int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1)
-    return box[:, r - r.min()][:, :, c - c.min()]
-
-
-def strided_sample(source, step: int, rows_per_read: int = 1024) -> np.ndarray:
-    """`image[:, ::step, ::step]` of a source, read in bands so memory stays small."""
-    _, height, width = source.shape
-    rows_per_read = max(step, rows_per_read // step * step)
-    bands = [source.read(y, min(y + rows_per_read, height), 0, width)[:, ::step, ::step] for y in range(0, height, rows_per_read)]
-    return np.concatenate(bands, axis=1)
-
 
 # --------------------------------------------------------------------------- the grid
 
@@ -284,48 +153,6 @@ def _axis_plan(model, size: int, tile: int, overlap: float, same: bool, axis: in
     return Axis(size, tile, out, step, -context, count)
 
 
-# --------------------------------------------------------------------------- tile size and batch
-
-
-def activation_bytes_per_pixel(config) -> float:
-    """Estimated inference activation memory per input pixel of a tile (see MEMORY_SAFETY)."""
-    widths = [max(8, -(-config.base_width * 2**level // 8) * 8) for level in range(config.depth + 1)]
-    skips = sum(w / 4**level for level, w in enumerate(widths))  # kept for the decoder, at 1/4**level the pixels
-    # Top level working set: up-conv out, concat, conv outs (+ norm outs, shortcut, attention map).
-    extras = 2 * (config.norm != "none") + 2 * config.residual + 2 * config.attention
-    working = (4 + extras) * widths[0]
-    body = (skips + working) / config.stem_stride**2  # a strided stem runs the U-Net at 1/4 the pixels
-    head = 2 * widths[0] if config.stem_stride > 1 else 0  # its full-size up-conv and norm outputs
-    return 4 * MEMORY_SAFETY * (body + head + config.in_channels + config.n_classes)
-
-
-def choose_tile(model, memory_mb: float, tile_batch: int | None = None, tile_size: int | None = None) -> tuple[int, int]:
-    """(tile side, tile batch) for a memory budget of `memory_mb` for one batch of activations.
-
-    The tile is the largest valid size up to MAX_TILE whose batch fits the
-    budget (or `tile_size`, rounded up to a valid size); without `tile_batch`,
-    the batch then grows to fill the budget, up to 8.
-    """
-    per_pixel = activation_bytes_per_pixel(model.config)
-    budget = max(memory_mb - MEMORY_FIXED_MB, 1) * 2**20
-    # The smallest useful tile: its output must span one pooling cell, so steps can stay aligned.
-    smallest = model.valid_input_size(2 * model.margin + model.config.total_stride, 1)[0]
-    if tile_size is not None:
-        tile = model.valid_input_size(max(tile_size, smallest), max(tile_size, smallest))[0]
-    else:
-        side = int(math.sqrt(budget / ((tile_batch or 1) * per_pixel)))
-        tile = _largest_valid_at_most(model, min(side, MAX_TILE)) or smallest
-    if tile_batch is None:
-        tile_batch = int(max(1, min(8, budget // (tile * tile * per_pixel))))
-    return tile, tile_batch
-
-
-def _largest_valid_at_most(model, side: int) -> int | None:
-    """Valid sizes are total_stride apart, so the first valid size above side - total_stride is the answer if <= side."""
-    candidate = model.valid_input_size(max(1, side - model.config.total_stride + 1), 1)[0]
-    return candidate if candidate <= side else None
-
-
 # --------------------------------------------------------------------------- prediction in bands
 
 
@@ -390,7 +217,7 @@ def predict_bands(
     tiles = list(grid.tiles())
     for start in range(0, len(tiles), batch):
         chunk = tiles[start : start + batch]
-        inputs = np.stack([prepare(read_tile(source, t.in_rows, t.in_cols)) for t in chunk])
+        inputs = np.stack([prepare(read_mirrored(source, t.in_rows, t.in_cols)) for t in chunk])
         for tile, probs in zip(chunk, probability_fn(inputs)):
             accumulator.add(probs, weights, tile.out_y, tile.out_x)
         if progress is not None:

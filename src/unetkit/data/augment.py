@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .config import AugmentConfig
+from ..config import AugmentConfig
+from .windows import center_crop
 
 # Scalar parameters per sample, in draw order; the elastic grid follows them.
 SCALARS = ("angle", "scale", "flip", "shift_x", "shift_y", "brightness", "contrast", "gamma", "noise", "blur")
@@ -100,12 +101,6 @@ def sampling_grid(params: dict[str, torch.Tensor], size: int, source: int) -> to
     return torch.stack([src_x, src_y], dim=-1) / ((source - 1) / 2)
 
 
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    top = (x.shape[-2] - size) // 2
-    left = (x.shape[-1] - size) // 2
-    return x[..., top : top + size, left : left + size]
-
-
 def augment_batch(
     batch: dict[str, torch.Tensor],
     config: AugmentConfig,
@@ -122,11 +117,11 @@ def augment_batch(
     """
     image, mask, weight = batch["image"], batch["mask"], batch.get("weight")
     if not config.enabled:
-        mask_out = centre_crop(mask, target_size)
-        return centre_crop(image, input_size), mask_out, None if weight is None else centre_crop(weight, target_size)
+        mask_out = center_crop(mask, target_size)
+        return center_crop(image, input_size), mask_out, None if weight is None else center_crop(weight, target_size)
     params = {k: v.to(image.device) for k, v in sample_params(batch["seed"].tolist(), config).items()}
     grid = sampling_grid(params, input_size, image.shape[-1])
-    inner = centre_crop(grid.permute(0, 3, 1, 2), target_size).permute(0, 2, 3, 1)
+    inner = center_crop(grid.permute(0, 3, 1, 2), target_size).permute(0, 2, 3, 1)
     warp = dict(padding_mode="reflection", align_corners=True)
     image = F.grid_sample(image, grid, mode="bilinear", **warp)
     mask = F.grid_sample(mask[:, None].float(), inner, mode="nearest", **warp)[:, 0].round().long()

@@ -16,19 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path, write_bytes, write_image, write_text
+from ..io import atomic_path, write_bytes, write_image, write_text
+from .overlays import COLOURS
 
-# Overlay colours (RGB).
-COLOURS = {
-    "interior": (205, 205, 205),
-    "membrane": (70, 70, 70),
-    "ignored": (150, 140, 120),
-    "false_positive": (230, 40, 40),
-    "false_negative": (40, 110, 235),
-    "split": (255, 205, 0),
-    "merge": (20, 220, 90),
-}
-MAX_OVERLAY_SIDE = 2048  # larger images are subsampled for the page
 TABLE_KEYS = (
     ("pixel_error", "pixel error"),
     ("mean_iou", "mean IoU"),
@@ -44,34 +34,6 @@ TABLE_KEYS = (
 PLOTTED_KEYS = ("pixel_error", "rand_error", "info_error", "warping_error")
 
 
-def error_overlay(gt_fg: np.ndarray, pred_fg: np.ndarray, valid: np.ndarray | None = None, types: np.ndarray | None = None) -> np.ndarray:
-    """(H, W, 3) uint8: ground truth in greys, false positives red, false negatives blue, splits yellow, merges green.
-
-    `types` is a warping mismatch-type map (`topology.SPLIT`, `MERGE`, ...);
-    its split and merge pixels are drawn 3 x 3 so that single pixels show.
-    """
-    from scipy import ndimage
-
-    from .topology import MERGE, SPLIT
-
-    gt_fg, pred_fg = np.asarray(gt_fg, bool), np.asarray(pred_fg, bool)
-    valid = np.ones_like(gt_fg) if valid is None else np.asarray(valid, bool)
-    step = max(1, -(-max(gt_fg.shape) // MAX_OVERLAY_SIDE))
-    image = np.empty(gt_fg.shape + (3,), np.uint8)
-    layers = [
-        ("membrane", ~gt_fg),
-        ("interior", gt_fg),
-        ("ignored", ~valid),
-        ("false_positive", pred_fg & ~gt_fg & valid),
-        ("false_negative", ~pred_fg & gt_fg & valid),
-    ]
-    if types is not None:
-        layers += [(name, ndimage.binary_dilation(types == kind, np.ones((3, 3), bool))) for name, kind in (("split", SPLIT), ("merge", MERGE))]
-    for name, mask in layers:
-        image[mask] = COLOURS[name]
-    return image[::step, ::step]
-
-
 def write_report(
     out_dir: str | Path,
     results: dict | None,
@@ -83,7 +45,7 @@ def write_report(
 ) -> Path:
     """Write `out_dir/report.html` and its PNGs; returns the HTML path.
 
-    `overlays`: image name -> (H, W, 3) uint8 (see `error_overlay`);
+    `overlays`: image name -> (H, W, 3) uint8 (see `overlays.error_overlay`);
     `extra_figures`: PNG paths or (caption, path) pairs, copied beside the
     page; `headline`: a sentence shown under the title.
     """

@@ -1,4 +1,4 @@
-"""Read and write images, masks and stacks; every write is atomic.
+"""Read and write images, masks and stacks; every write is atomic (see `atomic`).
 
 Images come back channels-first, `(C, H, W)`, in their stored dtype. PNG and
 JPEG go through Pillow, TIFF through tifffile. A multi-page TIFF is a stack of
@@ -9,16 +9,15 @@ tifffile writes with `metadata={"axes": "CYX"}` or for samples per pixel.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError, first_line
+from ..errors import UserError, first_line
+from .atomic import atomic_path
 
 # Largest image decoded whole (bytes). Bigger TIFFs are predicted by streaming
-# (tiling.TiffSource); a file declaring more is refused before any allocation.
+# (io.sources.TiffSource); a file declaring more is refused before any allocation.
 MAX_DECODED_BYTES = 4 * 2**30
 MAX_PNG_PIXELS = 2**28  # Pillow's decompression-bomb limit, set explicitly (its default is 89 Mpx)
 
@@ -76,12 +75,9 @@ def check_pixels(pixels: np.ndarray, path) -> None:
 def read_mask(path: str | Path, page: int | None = None) -> np.ndarray:
     """A mask as an `(H, W)` integer array of raw values (see `data.mask_to_classes`)."""
     image = read_image(path, page)
-    if image.shape[0] != 1:
-        # An RGB-saved grey mask (all channels equal) is common: accept it.
-        if not all(np.array_equal(image[0], c) for c in image[1:]):
-            raise UserError(
-                f"mask has {image.shape[0]} different channels", path=path, fix="save masks as one-channel label images"
-            )
+    # An RGB-saved grey mask (all channels equal) is common: accept it.
+    if image.shape[0] != 1 and not all(np.array_equal(image[0], c) for c in image[1:]):
+        raise UserError(f"mask has {image.shape[0]} different channels", path=path, fix="save masks as one-channel label images")
     mask = image[0]
     if mask.dtype == bool:
         return mask.astype(np.uint8)
@@ -139,15 +135,15 @@ def _opening(path: str | Path):
         yield
     except UserError:
         raise
-    except MemoryError:
-        raise UserError("image too large to hold in memory", path=path, fix="use a tiled TIFF and streaming prediction") from None
+    except MemoryError as exc:
+        raise UserError("image too large to hold in memory", path=path, fix="use a tiled TIFF and streaming prediction") from exc
     except Exception as exc:  # noqa: BLE001 - a decoder's error means an unreadable file
         if type(exc).__name__ == "DecompressionBombError":  # Pillow's refusal of an absurd declared size
-            raise UserError(f"image too large to decode ({exc})", path=path, fix="cut it into smaller images") from None
+            raise UserError(f"image too large to decode ({exc})", path=path, fix="cut it into smaller images") from exc
         reason = first_line(exc)
         raise UserError(
             f"cannot read image ({reason})", path=path, fix="re-export it as PNG or TIFF; it may be truncated or corrupt"
-        ) from None
+        ) from exc
 
 
 def _has_channel_axis(axes: str) -> bool:
@@ -188,42 +184,6 @@ def _to_chw(array: np.ndarray, axes: str, path, page: int | None) -> np.ndarray:
     return array
 
 
-# --------------------------------------------------------------------------- writing
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; rename it over `path` only on success.
-
-    A crash or error midway never leaves a partial file under the final name.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs get the usual rw-r--r--
-    except OSError as exc:
-        raise UserError(f"cannot write ({exc.strerror})", path=path, fix="choose a writable output folder") from None
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"cannot write ({exc.strerror})", path=path, fix="free disk space or choose another folder") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    write_bytes(path, text.encode())
-
-
 def write_image(path: str | Path, image: np.ndarray, *, compress: bool = True) -> None:
     """Write an `(H, W)` or `(C, H, W)` array atomically; the suffix picks PNG, JPEG or TIFF.
 
@@ -255,3 +215,11 @@ def write_image(path: str | Path, image: np.ndarray, *, compress: bool = True) -
                 )
             fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}[suffix]
             Image.fromarray(hwc).save(tmp, format=fmt)
+
+
+def label_dtype(max_value: int) -> np.dtype:
+    """The smallest unsigned integer type that holds label values up to `max_value` (uint8, uint16 or uint32)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"label value {max_value} does not fit 32 bits")

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError, first_line
-from .io import atomic_path
+from ..errors import UserError, first_line
+from ..io import atomic_path
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 OPSET = 17
@@ -102,7 +102,7 @@ def max_logit_difference(model, exported, x: torch.Tensor) -> float:
 
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, weights: str = "auto") -> ExportResult:
     """Export a run folder's model; by default to RUN/model.onnx or RUN/model.torchscript.pt."""
-    from .checkpoint import load_run
+    from ..checkpoint import load_run
 
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}", fix=f"use one of {', '.join(FORMATS)}")
@@ -126,7 +126,7 @@ def onnx_logits_fn(path: str | Path, threads: int | None = None):
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
         reason = first_line(exc)
-        raise UserError(f"cannot load ONNX model ({reason})", path=path, fix="re-export it with `unetkit export RUN --format onnx`") from None
+        raise UserError(f"cannot load ONNX model ({reason})", path=path, fix="re-export it with `unetkit export RUN --format onnx`") from exc
     return lambda batch: session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
@@ -143,17 +143,17 @@ def torchscript_logits_fn(path: str | Path):
     return logits
 
 
-def onnx_backend(run_or_model, threads: int | None = None):
-    """ONNX Runtime logits for a run (its RUN/model.onnx, which must be newer than its weights) or a bare UNet (exported on the fly)."""
+def onnx_backend(run, threads: int | None = None):
+    """ONNX Runtime logits for a run: its RUN/model.onnx (which must be newer than its weights), or for a run
+    that was never saved (a bare model), an export made on the fly."""
     import tempfile
 
-    from .checkpoint import WEIGHT_FILES, Run
+    from ..checkpoint import WEIGHT_FILES
 
-    if not isinstance(run_or_model, Run):
+    if run.path is None:
         with tempfile.TemporaryDirectory(prefix="unetkit-onnx-") as folder:
-            path = export_model(run_or_model, Path(folder) / FORMATS["onnx"], "onnx").path
+            path = export_model(run.model, Path(folder) / FORMATS["onnx"], "onnx").path
             return onnx_logits_fn(path, threads)  # the session holds the model: the file may go
-    run = run_or_model
     path = run.path / FORMATS["onnx"]
     if not path.exists():
         raise UserError("no ONNX export in the run folder", path=path, fix=f"run `unetkit export {run.path} --format onnx` first")

@@ -7,7 +7,7 @@ true class, averaged over the counted pixels.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F

@@ -1,0 +1,6 @@
+"""Training: options -> configs, setup, the loop, validation, stopping, checkpoints, distributed."""
+
+from .api import train
+from .options import Recipe, build_configs, read_recipe
+
+__all__ = ["train", "Recipe", "build_configs", "read_recipe"]

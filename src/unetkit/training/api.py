@@ -1,0 +1,83 @@
+"""`train`: a folder of images and a folder of masks -> a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import CONFIG_FILE, read_config
+from ..config import RunConfig
+from ..devices import resolve_device
+from ..errors import UserError
+from ..model import UNet
+from . import distributed
+from .context import HOOKS, Hooks
+from .loop import fit
+from .options import Recipe, build_configs, check_resume_options, resumed_run_config, stored_configs
+from .setup import Job, build_context, determinism
+
+
+def train(
+    images: str | Path,
+    masks: str | Path,
+    out: str | Path,
+    recipe: Recipe | None = None,
+    run: RunConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    hooks: Hooks | None = None,
+    build_model=UNet,
+    **options,
+) -> Path:
+    """Train a U-Net on a folder of images and a folder of masks; returns the run folder.
+
+    `recipe` (what the run learns: `Recipe(model, data, train)`) and `run`
+    (where and when: `RunConfig`) are the configs, passed whole. `options` are
+    the same fields flat, as the CLI's flags (e.g. `steps`, `time_budget` in
+    minutes, `batch_size`, `lr`, `rotate`, `classes`, `augment=False`,
+    `base_width`), applied on top. `resume=True` continues the run in `out`
+    exactly where it stopped: its recipe is kept (options that repeat it are
+    accepted), its run options may change. `hooks` maps "on_step_end" (loop),
+    "on_epoch_end" (loop, row) and "on_train_end" (model, loop) to callables,
+    called on every process. `build_model(model_config)` makes the network
+    (default `UNet`); another architecture, for comparisons, must answer
+    UNet's size questions (`margin`, `valid_input_size`, ...) and is saved as
+    weights only: load it with its own class.
+    """
+    hooks = dict(hooks or {})
+    unknown_hooks = set(hooks) - set(HOOKS)
+    if unknown_hooks:
+        raise ValueError(f"unknown hook(s) {', '.join(sorted(unknown_hooks))}; valid: {', '.join(HOOKS)}")
+    out = Path(out)
+    recipe, run, split = _configs(out, recipe, run, options, resume)
+    job = Job(Path(images), Path(masks), out, recipe, run, split, resume, hooks, progress)
+    device = resolve_device(run.device)
+    joined_here = not torch.distributed.is_initialized()  # leave a caller's process group alone
+    world = distributed.init(device)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    try:
+        ctx, loop = build_context(job, device, world, build_model)
+        with determinism(ctx.run.deterministic):
+            fit(ctx, loop)
+        # Leave together: a rank that tears gloo down while rank 0 still writes
+        # its files aborts at exit ("terminate called without an active exception").
+        distributed.barrier(world)
+    finally:
+        if joined_here:
+            distributed.shutdown()
+    return out
+
+
+def _configs(out: Path, recipe: Recipe | None, run: RunConfig | None, options: dict, resume: bool):
+    """(Recipe, RunConfig, stored split or None): from the arguments or, on resume, from the run folder."""
+    if not resume:
+        if (out / CONFIG_FILE).exists():
+            raise UserError("run folder already holds a run", path=out, fix="pass --resume to continue it, or choose a new --out")
+        return *build_configs(options, recipe, run), None
+    stored = read_config(out)
+    check_resume_options(stored, options, out / CONFIG_FILE)
+    stored_recipe, stored_run = stored_configs(stored, str(out / CONFIG_FILE))
+    return stored_recipe, resumed_run_config(run or stored_run, options), stored.get("split")

@@ -1,0 +1,127 @@
+"""The training loop: `train_one_epoch` and `fit` (validation, checkpoints and stop conditions around it)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import torch
+
+from ..checkpoint import save_weights
+from ..report import plot_curves
+from . import distributed
+from .context import Context, Loop, call_hook
+from .logs import PLOT_EVERY_S, print_row, print_summary, write_metrics
+from .state import save_checkpoint
+from .step import batch_stream, learning_rate, prepare, train_step
+from .stopping import Stopper
+from .validate import calibrate_batch_norm, validate
+
+
+class Timer:
+    """Seconds spent waiting for data (loading + augmentation) versus in total."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.start, self.data = device, time.perf_counter(), 0.0
+
+    @contextlib.contextmanager
+    def waiting(self):
+        begin = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # augmentation is asynchronous on a GPU
+        self.data += time.perf_counter() - begin
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+    @property
+    def data_share(self) -> float:
+        return self.data / max(self.total, 1e-9)
+
+
+def train_one_epoch(ctx: Context, loop: Loop, stream, stopper: Stopper) -> dict:
+    """Steps until the epoch ends or a stop condition holds; returns loss and throughput."""
+    from tqdm import tqdm
+
+    epoch, done = divmod(loop.step, ctx.steps_per_epoch)
+    # A bar on a terminal only (disable=None): a log file gets the one line per epoch of `logs.print_row`.
+    bar = tqdm(total=ctx.steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}", unit="step", leave=False,
+               disable=None if ctx.progress and ctx.world.main else True, dynamic_ncols=True)
+    timer, losses = Timer(ctx.device), []
+    ctx.model.train()
+    while not stopper.stop(loop):
+        lr = learning_rate(ctx.config, loop.step, stopper.progress(loop))
+        for group in ctx.optimizer.param_groups:
+            group["lr"] = lr
+        with timer.waiting():
+            batch = prepare(ctx, next(stream))
+        losses.append(train_step(ctx, batch))
+        loop.step += 1
+        rate = len(losses) * ctx.config.batch_size / timer.total
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}", data=f"{timer.data_share:.0%}")
+        bar.update()
+        call_hook(ctx.hooks, "on_step_end", loop)
+        if loop.step % ctx.steps_per_epoch == 0:
+            break
+        if ctx.run.save_every and loop.step % ctx.run.save_every == 0:
+            save_checkpoint(ctx, loop)
+    bar.close()
+    steps = max(len(losses), 1)
+    return {
+        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+        "lr": ctx.optimizer.param_groups[0]["lr"],
+        "samples_per_s": len(losses) * ctx.config.batch_size / timer.total if losses else float("nan"),
+        "data_share": timer.data_share if losses else float("nan"),
+        "step_s": timer.total / steps,
+    }
+
+
+def fit(ctx: Context, loop: Loop) -> Loop:
+    """Train until a stop condition; validate and checkpoint each epoch; returns the progress."""
+    stopper = Stopper(ctx, loop)
+    stream = batch_stream(ctx, loop.step)
+    with stopper.catching_signals(), contextlib.closing(stream):
+        while not stopper.stop(loop):
+            stats = train_one_epoch(ctx, loop, stream, stopper)
+            loop.elapsed = stopper.elapsed()
+            _end_of_epoch(ctx, loop, stats)
+    if not loop.history or loop.history[-1]["step"] != loop.step:  # nothing ran (resumed at the end): record it
+        _end_of_epoch(ctx, loop, {})
+    # The stop was decided after the last validation and save: record the time it saw,
+    # so a resumed run's budget counts validation too.
+    loop.elapsed = stopper.elapsed()
+    save_checkpoint(ctx, loop)
+    if ctx.world.main and loop.history:
+        plot_curves(ctx.run_dir, loop.history)
+    if ctx.world.main:  # also with progress off (--quiet): the one-line summary
+        print_summary(ctx, loop, stopper.reason(loop))
+    call_hook(ctx.hooks, "on_train_end", ctx.net, loop)
+    return loop
+
+
+def _end_of_epoch(ctx: Context, loop: Loop, stats: dict) -> None:
+    """Validate, record a metrics row, keep the best weights, checkpoint."""
+    distributed.average_buffers(ctx.net, ctx.world)
+    calibrate_batch_norm(ctx)
+    row = {"epoch": loop.step / ctx.steps_per_epoch, "step": loop.step, "samples": loop.step * ctx.config.batch_size,
+           "time_s": loop.elapsed, **stats}
+    if ctx.val:
+        row.update(validate(ctx))
+    loop.history.append({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()})  # plain for weights_only
+    improved = bool(ctx.val) and row["val_mean_iou"] > loop.best
+    if improved:
+        loop.best = row["val_mean_iou"]
+    if ctx.world.main:
+        if improved:
+            save_weights(ctx.run_dir, ctx.net, "best")
+        write_metrics(ctx.run_dir, loop.history)
+        if time.perf_counter() - ctx.plotted_at > PLOT_EVERY_S:
+            plot_curves(ctx.run_dir, loop.history)
+            ctx.plotted_at = time.perf_counter()
+        if ctx.progress:
+            print_row(row)
+    save_checkpoint(ctx, loop)
+    call_hook(ctx.hooks, "on_epoch_end", loop, row)

@@ -1,0 +1,95 @@
+"""One optimiser step, the learning rate, the optimiser, and the stream of augmented batches."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..config import TrainConfig
+from ..data import augment_batch
+from . import distributed
+from .context import Context
+
+
+def autocast(ctx: Context):
+    """Mixed precision where the run has it (CUDA, or `cpu_bf16`), else a no-op context."""
+    return torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None)
+
+
+def train_step(ctx: Context, batch: dict) -> float:
+    """One optimiser step on one batch; returns the loss."""
+    image, mask, weight = batch["image"], batch["mask"], batch.get("weight")
+    # 1. Forward under autocast (if on): convs and matmuls in bf16/fp16, the loss in fp32.
+    with autocast(ctx):
+        logits = ctx.model(image)
+    loss = ctx.loss_fn(logits.float(), mask, weight)
+    # 2. Backward; the scaler multiplies the loss so fp16 gradients do not underflow (a no-op otherwise).
+    ctx.scaler.scale(loss).backward()
+    # 3. Unscale before clipping, so the threshold applies to the true gradient norm.
+    if ctx.config.grad_clip:
+        ctx.scaler.unscale_(ctx.optimizer)
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.config.grad_clip)
+    # 4. Step (skipped by the scaler if fp16 gradients overflowed), then adapt the scale.
+    ctx.scaler.step(ctx.optimizer)
+    ctx.scaler.update()
+    # 5. Drop the gradients instead of zero-filling them: less memory traffic.
+    ctx.optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over `warmup_steps`, then the schedule over `progress` in [0, 1]."""
+    warm = min(1.0, (step + 1) / (config.warmup_steps + 1)) if config.warmup_steps else 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    decay = {
+        "cosine": 0.5 * (1 + math.cos(math.pi * progress)),
+        "poly": (1 - progress) ** 0.9,
+        "constant": 1.0,
+    }[config.schedule]
+    return config.lr * warm * decay
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Sample indices of this rank's share of each step's global batch, from `start` on, forever.
+
+    Step `s` uses samples s*B .. s*B+B-1 whatever the number of processes, so a
+    run may resume on a different number of them and still see the same data.
+    """
+
+    def __init__(self, start: int, batch_size: int, world: distributed.World):
+        self.start, self.per_rank, self.world = start, batch_size // world.size, world
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            first = step * self.per_rank * self.world.size + self.world.rank * self.per_rank
+            yield list(range(first, first + self.per_rank))
+            step += 1
+
+
+def batch_stream(ctx: Context, start: int):
+    """Batches from step `start` on, cropped on CPU (optionally in workers), moved to the device."""
+    loader = torch.utils.data.DataLoader(
+        ctx.dataset,
+        batch_sampler=StepBatches(start, ctx.config.batch_size, ctx.world),
+        num_workers=ctx.run.workers,
+        pin_memory=ctx.device.type == "cuda",
+        # Its own generator: drawing worker seeds from the global one would shift dropout after a resume.
+        generator=torch.Generator().manual_seed(ctx.config.seed),
+    )
+    for batch in loader:
+        yield {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+
+
+def prepare(ctx: Context, batch: dict) -> dict:
+    """Augment on the device; crop the target to the model's output (valid padding)."""
+    size = ctx.dataset.target + 2 * ctx.dataset.margin
+    image, mask, weight = augment_batch(batch, ctx.config.augment, input_size=size, target_size=ctx.dataset.target)
+    return {"image": image, "mask": mask, **({"weight": weight} if weight is not None else {})}

@@ -1,0 +1,68 @@
+"""When to stop: steps, the time budget, or a signal; agreed by every process."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+
+from . import distributed
+from .context import Context, Loop
+
+
+class Stopper:
+    """Decides, identically on every rank, whether to stop and how far the schedule is.
+
+    Stops at `total_steps`, when the time budget (training time over all
+    invocations) is spent, or on SIGINT/SIGTERM. Without a step count the
+    schedule runs on the clock: progress = elapsed / budget.
+    """
+
+    def __init__(self, ctx: Context, loop: Loop):
+        self.ctx, self.begin, self.start_elapsed = ctx, time.perf_counter(), loop.elapsed
+        self.budget = ctx.run.time_budget * 60 if ctx.run.time_budget else None
+        self.signalled = False
+        self.last = (0.0, 0.0)  # (stop, progress) agreed for the current step
+        self._checked_step = -1
+
+    def elapsed(self) -> float:
+        return self.start_elapsed + time.perf_counter() - self.begin
+
+    def _decide(self, loop: Loop) -> tuple[float, float]:
+        if self._checked_step != loop.step:  # one agreement (one broadcast) per step
+            elapsed = self.elapsed()
+            over_time = self.budget is not None and elapsed >= self.budget
+            done = loop.total_steps is not None and loop.step >= loop.total_steps
+            progress = loop.step / loop.total_steps if loop.total_steps else elapsed / self.budget
+            local = [float(over_time or done or self.signalled), progress]
+            self.last = tuple(distributed.broadcast(local, self.ctx.world, self.ctx.device))
+            self._checked_step = loop.step
+        return self.last
+
+    def stop(self, loop: Loop) -> bool:
+        return bool(self._decide(loop)[0])
+
+    def progress(self, loop: Loop) -> float:
+        return self._decide(loop)[1]
+
+    def reason(self, loop: Loop) -> str:
+        if loop.total_steps is not None and loop.step >= loop.total_steps:
+            return f"reached {loop.total_steps} steps"
+        return "signal received" if self.signalled else "time budget spent"
+
+    @contextlib.contextmanager
+    def catching_signals(self):
+        """SIGINT/SIGTERM finish the current step, then save and stop (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        def handler(signum, frame):  # noqa: ARG001
+            self.signalled = True
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
