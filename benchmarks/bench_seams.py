@@ -151,8 +151,9 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()  # common.save's machine info reads the load at the end
     x, y, image, source = load_data(args.isbi)
-    print(f"data: {source}; load {os.getloadavg()[0]:.1f}")
+    print(f"data: {source}; load {load_before[0]:.1f}")
     torch.manual_seed(0)
     model = create_model("default")
     start = time.perf_counter()
@@ -173,7 +174,7 @@ def main() -> None:
         save("seams", {
             "data": source, "image": [HEIGHT, WIDTH], "model": "default (width 16)", "train_steps": steps,
             "train_patch": PATCH, "train_batch": BATCH, "train_seconds": train_seconds, "final_loss": loss,
-            "load_average_at_end": os.getloadavg(), "results": results,
+            "load_average_before": load_before, "load_average_at_end": os.getloadavg(), "results": results,
         })
 
 
