@@ -25,6 +25,7 @@ Saves dated JSON with machine info under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import resource
@@ -139,10 +140,8 @@ def memory_child(name: str, size: int) -> None:
     model = build(name)
     predictor = Predictor(model.config, DataConfig(), torch_logits_fn(model), CONFIG)
     image = test_image(size)
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak to now: the import's peaks do not count
-    except OSError:
-        pass
     loaded = rss_mb("VmRSS")
     predictor.probabilities(image)
     peak = rss_mb("VmHWM")

@@ -36,8 +36,9 @@ from unetkit import create_model
 from unetkit.config import DataConfig
 from unetkit.data import normalize
 from unetkit.io import list_images, read_image
-from unetkit.predict import Predictor, PredictConfig, to_probabilities
+from unetkit.prediction import PredictConfig, Predictor, to_probabilities
 from unetkit.synthetic import generate
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 

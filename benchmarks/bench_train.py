@@ -58,7 +58,7 @@ def main() -> None:
             patch_size=args.patch_size, steps=2 * args.steps, samples_per_epoch=args.steps * args.batch_size,
             workers=args.workers, device=args.device, progress=False,
         )
-        row = list(csv.DictReader(open(run / "metrics.csv")))[1]  # the second epoch: warmed up
+        row = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))[1]  # the second epoch: warmed up
     result = {
         "preset": args.preset, "batch_size": args.batch_size, "patch_size": args.patch_size, "workers": args.workers,
         "step_s": float(row["step_s"]), "samples_per_s": float(row["samples_per_s"]),

@@ -10,8 +10,10 @@ case that runs past its time limit is a hang.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import signal
+from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -123,6 +125,18 @@ def read_outcome(path) -> str:
             raise AssertionError(f"{reader.__name__} returned an empty or odd array {array.shape}")
         outcomes.append("ok")
     return "ok" if outcomes == ["ok", "ok"] else "user_error"
+
+
+def fingerprint(*folders) -> dict[str, str]:
+    """Path -> sha256 of every file under `folders`: what a case must leave exactly as it found."""
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in folders for path in sorted(Path(folder).rglob("*")) if path.is_file()}
+
+
+def changes(before: dict[str, str], after: dict[str, str]) -> tuple[int, int]:
+    """(files modified, files lost) between two fingerprints; new files are not counted."""
+    modified = sum(1 for path, digest in before.items() if path in after and after[path] != digest)
+    return modified, sum(1 for path in before if path not in after)
 
 
 def damage_run(run, rng: np.random.Generator) -> str:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzzing import Hang, damage_run, load_run_outcome, mutate, read_outcome, seeds, time_limit
+from fuzzing import Hang, changes, damage_run, fingerprint, load_run_outcome, mutate, read_outcome, seeds, time_limit
 from unetkit import DataConfig, create_model
 from unetkit.checkpoint import save_config, save_train_state, save_weights
 from unetkit.cli import main
@@ -78,8 +78,21 @@ def test_damaged_run_folders_load_or_fail_in_one_line(case):
         save_weights(run, model)
         save_train_state(run, {"loop": {"step": 3}, "rng": torch.get_rng_state()})
         damage_run(run, rng)
+        before = fingerprint(run)
         with time_limit(20):
             load_run_outcome(run)
+        assert changes(before, fingerprint(run)) == (0, 0), "loading a run modified or lost its files"
+
+
+def test_changes_counts_modified_and_lost_files(tmp_path):
+    for name in ("config.json", "model.safetensors", "train_state.pt"):
+        (tmp_path / name).write_bytes(name.encode())
+    before = fingerprint(tmp_path)
+    (tmp_path / "config.json").write_bytes(b"{}")  # modified
+    (tmp_path / "train_state.pt").unlink()  # lost
+    (tmp_path / "extra.txt").write_bytes(b"new")  # added: neither
+    assert changes(before, fingerprint(tmp_path)) == (1, 1)
+    assert changes(before, before) == (0, 0)
 
 
 @settings(max_examples=20, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))

@@ -16,8 +16,7 @@ import pytest
 from scipy import ndimage, stats
 
 import oracles
-from unetkit.io import read_mask
-from unetkit.metrics import (
+from unetkit.evaluation.metrics import (
     WARPING_THRESHOLDS,
     class_scores,
     confusion_matrix,
@@ -28,7 +27,8 @@ from unetkit.metrics import (
     warping_counts,
     warping_error,
 )
-from unetkit.topology import warp
+from unetkit.evaluation.topology import warp
+from unetkit.io import read_mask
 
 FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 SEEDS = range(6)

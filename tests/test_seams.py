@@ -1,4 +1,4 @@
-"""Seams of same-padding tiled prediction, with a real network (tiling.py, predict.py).
+"""Seams of same-padding tiled prediction, with a real network (prediction/tiling.py, prediction/predictor.py).
 
 A same-padding U-Net zero-pads every tile, so tiles overlap and are blended
 with Gaussian weights, the image border gets half an overlap of mirrored
@@ -23,7 +23,7 @@ import torch
 from unetkit import create_model
 from unetkit.config import DataConfig
 from unetkit.data import normalize
-from unetkit.predict import Predictor, PredictConfig, to_probabilities
+from unetkit.prediction import PredictConfig, Predictor, to_probabilities
 from unetkit.synthetic import generate
 
 HEIGHT, WIDTH = 240, 320

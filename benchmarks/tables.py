@@ -1,0 +1,412 @@
+"""The results tables of docs/RESULTS.md and README.md, rebuilt from the JSON files in benchmarks/results/.
+
+    python benchmarks/tables.py                      # every table, markdown to stdout
+    python benchmarks/tables.py isbi-stack isbi-mean # some of them
+    python benchmarks/tables.py --write docs/RESULTS.md README.md   # refresh the marked blocks in place
+
+A doc holds a table between `<!-- tables.py NAME -->` and `<!-- /tables.py -->`;
+`tests/test_results_tables.py` checks that every such block is what this
+script prints, so a figure in the docs is always the one in its JSON file.
+
+ISBI figures come two ways (see `unetkit.evaluate`): "stack" pools the 5
+held-out sections and picks ONE threshold for all of them, as the ISBI 2012
+challenge scored its stack; "per-image mean" scores each section at its own
+best threshold and averages, which flatters. Stack figures come first.
+No unetkit import: plain JSON in, markdown out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAMES = {"unetkit-default": "unetkit `default`", "monai-UNet": "MONAI `UNet`", "monai-BasicUNet": "MONAI `BasicUNet`",
+         "unetkit-default-stem2": "unetkit `fast` (`unetkit-default-stem2`)"}
+LOWER_IS_BETTER = {"mean_iou": False}  # every other score: lower is better
+ISBI_COLUMNS = [  # (heading, file role, key); role "scored" = the run's JSON, "tta" = its 8-pose rescore
+    ("pixel error (p > 0.5)", "scored", "pixel_error"),
+    ("pixel F error", "scored", "pixel_error_fscore"),
+    ("Rand error", "scored", "rand_error"),
+    ("warping error", "scored", "warping_error"),
+    ("info error", "scored", "info_error"),
+    ("mean IoU", "scored", "mean_iou"),
+    ("pixel error, 8 poses", "tta", "pixel_error"),
+    ("Rand error, 8 poses", "tta", "rand_error"),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedRun:
+    """Models trained side by side in one command; `scored` holds every key, `tta` the same weights with 8 poses."""
+
+    label: str
+    scored: str
+    tta: str | None = None
+    trained: str | None = None  # the training JSON, when `scored` is a later --rescore of its weights
+
+
+PAIRED = [
+    PairedRun("fp32, seed 0", "accuracy_isbi-20261126-004021.json", "accuracy_isbi-20261126-000754.json",
+              "accuracy_isbi-20261125-222443.json"),
+    PairedRun("fp32, seed 1", "accuracy_isbi-20261126-003904.json", "accuracy_isbi-20261126-003937.json"),
+    PairedRun("fp32, seed 2", "accuracy_isbi-20261126-012846.json", "accuracy_isbi-20261126-013140.json"),
+    PairedRun("bf16, seed 0", "accuracy_isbi-20261126-004037.json", "accuracy_isbi-20261126-000837.json",
+              "accuracy_isbi-20261125-231501.json"),
+    PairedRun("fp32, seed 0, earlier run", "accuracy_isbi-20261125-203823.json"),
+]
+FP32_SEEDS = PAIRED[:3]
+# The sweep that chose the default: (variant, contender name, JSON with its scores, note)
+SWEEP = [
+    ("`default`: width 16, depth 4, batch norm, same padding", "unetkit-default", "accuracy_isbi-20261125-191931.json", ""),
+    ("width 24", "unetkit-default-w24", "accuracy_isbi-20261125-195146.json", ""),
+    ("depth 5", "unetkit-default-depth5", "accuracy_isbi-20261125-193601.json", ""),
+    ("instance norm", "unetkit-default-instance", "accuracy_isbi-20261125-193634.json", "rescored"),
+    ("instance norm + residual blocks", "unetkit-default-instance-residual", "accuracy_isbi-20261125-193634.json", "rescored"),
+    ("stride-2 stem, the `fast` preset", "unetkit-default-stem2", "accuracy_isbi-20261125-222443.json", "side by side"),
+    ("stride-2 stem, width 24", "unetkit-default-stem2-w24", "accuracy_isbi-20261125-222443.json", "side by side"),
+    ("stride-2 stem + residual blocks", "unetkit-default-stem2-residual", "accuracy_isbi-20261125-234027.json", ""),
+    ("stride-2 stem + instance norm + residual blocks", "unetkit-default-stem2-instance-residual",
+     "accuracy_isbi-20261126-014730.json", ""),
+]
+# Calibrated probabilities: the same weights scored before (first JSON) and after (second) the change.
+CALIBRATION = [
+    ("monai-UNet", "accuracy_isbi-20261125-172206.json", "accuracy_isbi-20261125-193634.json"),
+    ("monai-BasicUNet", "accuracy_isbi-20261125-172206.json", "accuracy_isbi-20261125-193634.json"),
+    ("unetkit-default-instance", "accuracy_isbi-20261125-184605.json", "accuracy_isbi-20261125-193634.json"),
+    ("unetkit-default-instance-residual", "accuracy_isbi-20261125-190202.json", "accuracy_isbi-20261125-193634.json"),
+]
+LEAN = [("fp32, seed 0", "threshold_lean-20261126-004659.json"), ("fp32, seed 1", "threshold_lean-20261126-004715.json"),
+        ("fp32, seed 2", "threshold_lean-20261126-013153.json"), ("bf16, seed 0", "threshold_lean-20261126-004743.json")]
+SPEED = "predict_speed-20261126-005614.json"
+MEMORY = "predict_memory-20261125-163619.json"
+TRAIN = "bench_train-20261125-163641.json"
+METRICS = "metrics-20261125-172414.json"
+FUZZ = ["fuzz-20261201-213537.json", "fuzz-20261201-213444.json"]  # the full run, the short check (measured files)
+CRASH = "crash-20261125-173740.json"
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def fmt(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def model_name(name: str) -> str:
+    return NAMES.get(name, f"`{name}`")
+
+
+def row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def header(headings, right_from: int, right_to: int | None = None) -> list[str]:
+    """A markdown header; columns `right_from` to `right_to` (default: the last) are right-aligned (numbers)."""
+    right = range(right_from, len(headings) if right_to is None else right_to + 1)
+    rule = ["---:" if i in right else "---" for i in range(len(headings))]
+    return [row(headings), row(rule)]
+
+
+def bold_best(values: list, key: str) -> list[str]:
+    """Formatted values, the best of the group (at 4 decimals, ties included) in bold."""
+    texts = [fmt(v) for v in values]
+    known = [v for v in values if v is not None]
+    if len(known) < 2:
+        return texts
+    best = fmt(min(known) if LOWER_IS_BETTER.get(key, True) else max(known))
+    return [f"**{t}**" if t == best else t for t in texts]
+
+
+# --------------------------------------------------------------------------- ISBI, side by side
+
+
+def isbi_scores(run: PairedRun, part: str) -> dict[str, dict]:
+    """name -> {(role, key): value, "steps": ...} for one paired run and part ("stack" or "mean")."""
+    files = {"scored": load(run.scored)["results"], "tta": load(run.tta)["results"] if run.tta else {}}
+    scores = {}
+    for name, result in files["scored"].items():
+        values = {(role, key): files[role].get(name, {}).get(part, {}).get(key) for _, role, key in ISBI_COLUMNS}
+        scores[name] = {**values, "steps": result["train_steps"]}
+    return scores
+
+
+def isbi_table(part: str) -> list[str]:
+    lines = header(["run", "model", "steps in 15 min"] + [h for h, _, _ in ISBI_COLUMNS], right_from=2)
+    for run in PAIRED:
+        scores = isbi_scores(run, part)
+        columns = [bold_best([s[(role, key)] for s in scores.values()], key) for _, role, key in ISBI_COLUMNS]
+        for i, (name, s) in enumerate(scores.items()):
+            lines.append(row([run.label if i == 0 else "", model_name(name), f"{s['steps']:,}"] + [c[i] for c in columns]))
+    return lines
+
+
+def isbi_sources() -> list[str]:
+    lines = header(["run", "scores (JSON)", "8 poses (JSON)", "trained by", "command"], right_from=99)
+    for run in PAIRED:
+        trained = run.trained or run.scored
+        lines.append(row([run.label, f"`{run.scored}`", f"`{run.tta}`" if run.tta else "none",
+                          f"`{trained}`", f"`{load(trained)['command']}`"]))
+    return lines
+
+
+def ranking(scores: dict[str, dict], key: tuple[str, str]) -> str:
+    """'a 0.0401 < b 0.0422 < ...' for one score of one paired run."""
+    ordered = sorted((s[key], name) for name, s in scores.items() if s[key] is not None)
+    return " < ".join(f"{model_name(name)} {fmt(value)}" for value, name in ordered) or "n/a"
+
+
+def isbi_rand_ranking() -> list[str]:
+    lines = header(["run", "Rand error, stack", "Rand error, per-image mean", "Rand error, 8 poses, stack",
+                    "Rand error, 8 poses, per-image mean"], right_from=99)
+    for run in PAIRED:
+        stack, mean = isbi_scores(run, "stack"), isbi_scores(run, "mean")
+        cells = [ranking(part, (role, "rand_error")) for role in ("scored", "tta") for part in (stack, mean)]
+        lines.append(row([run.label] + cells))
+    return lines
+
+
+def isbi_seed_means() -> list[str]:
+    """Mean (and range) over the three fp32 seeds of the two models every one of them trained."""
+    columns = [("pixel error (p > 0.5)", "stack", ("scored", "pixel_error")),
+               ("pixel F error, stack", "stack", ("scored", "pixel_error_fscore")),
+               ("Rand error, stack", "stack", ("scored", "rand_error")),
+               ("warping error, stack", "stack", ("scored", "warping_error")),
+               ("info error, stack", "stack", ("scored", "info_error")),
+               ("Rand error, 8 poses, stack", "stack", ("tta", "rand_error")),
+               ("Rand error, per-image mean", "mean", ("scored", "rand_error")),
+               ("Rand error, 8 poses, per-image mean", "mean", ("tta", "rand_error"))]
+    lines = header(["model"] + [c[0] for c in columns], right_from=1)
+    for name in ("unetkit-default", "monai-UNet"):
+        cells = []
+        for _, part, key in columns:
+            values = [isbi_scores(run, part)[name][key] for run in FP32_SEEDS]
+            cells.append(f"{fmt(statistics.mean(values))} ({fmt(min(values))}-{fmt(max(values))})")
+        lines.append(row([model_name(name)] + cells))
+    return lines
+
+
+# --------------------------------------------------------------------------- the README's short table
+
+
+def summary() -> list[str]:
+    """A few rows, stack first: the three fp32 seeds' means, the bf16 run, each model once."""
+    lines = header(["model", "runs", "Rand error, stack", "Rand error, stack, 8 poses", "warping error, stack",
+                    "pixel error (p > 0.5)", "Rand error, per-image mean"], right_from=2)
+    keys = [("stack", ("scored", "rand_error")), ("stack", ("tta", "rand_error")), ("stack", ("scored", "warping_error")),
+            ("stack", ("scored", "pixel_error")), ("mean", ("scored", "rand_error"))]
+    groups = [("fp32, seeds 0-2 (mean)", FP32_SEEDS, ("unetkit-default", "monai-UNet")),
+              ("fp32, seed 0", FP32_SEEDS[:1], ("monai-BasicUNet",)),
+              ("bf16, seed 0", [PAIRED[3]], ("unetkit-default", "monai-UNet", "monai-BasicUNet"))]
+    for label, runs, names in groups:
+        for name in names:
+            cells = [fmt(statistics.mean(isbi_scores(run, part)[name][key] for run in runs)) for part, key in keys]
+            lines.append(row([model_name(name), label] + cells))
+    return lines
+
+
+# --------------------------------------------------------------------------- the variant sweep, calibration, lean
+
+
+def sweep_table() -> list[str]:
+    lines = header(["variant", "parameters", "steps in 15 min", "pixel error (p > 0.5)", "Rand error, stack",
+                    "rank by stack Rand", "warping error, stack", "info error, stack", "mean IoU, stack",
+                    "Rand error, per-image mean", "s / 512^2 image (eager)", "JSON"], right_from=1, right_to=10)
+    results = [load(file)["results"][name] for _, name, file, _ in SWEEP]
+    order = sorted(range(len(results)), key=lambda i: results[i]["stack"]["rand_error"])
+    for i, ((variant, name, file, note), r) in enumerate(zip(SWEEP, results)):
+        stack = r["stack"]
+        lines.append(row([f"{variant} (`{name}`)", f"{r['parameters']:,}", f"{r['train_steps']:,}", fmt(stack["pixel_error"]),
+                          fmt(stack["rand_error"]), f"{order.index(i) + 1} of {len(results)}",
+                          fmt(stack["warping_error"]), fmt(stack["info_error"]), fmt(stack["mean_iou"]),
+                          fmt(r["mean"]["rand_error"]), f"{r['inference_s_per_512']:.3f}",
+                          f"`{file}`" + (f" ({note})" if note else "")]))
+    return lines
+
+
+def calibration_table() -> list[str]:
+    lines = header(["model (same weights)", "steps", "pixel error (p > 0.5)", "Rand error, stack",
+                    "Rand error, per-image mean", "before (JSON)", "after (JSON)"], right_from=1, right_to=4)
+    for name, before_file, after_file in CALIBRATION:
+        before, after = load(before_file)["results"][name], load(after_file)["results"][name]
+        assert before["train_steps"] == after["train_steps"], f"{name}: not the same weights"
+        change = [f"{fmt(before[part][key])} -> {fmt(after[part][key])}"
+                  for part, key in (("stack", "pixel_error"), ("stack", "rand_error"), ("mean", "rand_error"))]
+        lines.append(row([model_name(name), f"{after['train_steps']:,}"] + change + [f"`{before_file}`", f"`{after_file}`"]))
+    return lines
+
+
+def early_table() -> list[str]:
+    """The runs from before calibrated probabilities and precise BatchNorm statistics."""
+    lines = header(["model", "steps in 15 min", "pixel error (p > 0.5)", "Rand error, stack", "Rand error, per-image mean",
+                    "JSON"], right_from=1, right_to=4)
+    for name, file in (("unetkit-default", "accuracy_isbi-20261125-172206.json"),
+                       ("unetkit-default-w8", "accuracy_isbi-20261125-180730.json"),
+                       ("monai-UNet", "accuracy_isbi-20261125-172206.json"),
+                       ("monai-BasicUNet", "accuracy_isbi-20261125-172206.json")):
+        r = load(file)["results"][name]
+        lines.append(row([model_name(name), f"{r['train_steps']:,}", fmt(r["stack"]["pixel_error"]),
+                          fmt(r["stack"]["rand_error"]), fmt(r["mean"]["rand_error"]), f"`{file}`"]))
+    return lines
+
+
+def lean_table() -> list[str]:
+    lines = header(["run", "model", "membrane at p > 0.5 (truth)", "pixel error at 0.5", "best threshold",
+                    "pixel error at best", "logit offset", "pixel error at 0.5, offset", "Rand at 0.5, stack (offset)",
+                    "Rand at 0.5, per-image mean (offset)", "JSON"], right_from=2, right_to=9)
+    for label, file in LEAN:
+        for i, (name, r) in enumerate(load(file)["results"].items()):
+            stack_rand = f"{fmt(r.get('stack_rand_error_at_0.5'))} ({fmt(r.get('stack_rand_error_at_0.5_after_offset'))})"
+            lines.append(row([label if i == 0 else "", model_name(name),
+                              f"{r['membrane_share_at_0.5']:.1%} ({r['true_membrane_share']:.1%})",
+                              fmt(r["pixel_error_at_0.5"]), f"{r['best_threshold']:.2f}", fmt(r["pixel_error_at_best"]),
+                              f"{r['offset_fitted_on_training']:+.3f}", fmt(r["pixel_error_at_0.5_after_offset"]), stack_rand,
+                              f"{fmt(r['rand_error_at_0.5'])} ({fmt(r['rand_error_at_0.5_after_offset'])})",
+                              f"`{file}`" if i == 0 else ""]))
+    return lines
+
+
+# --------------------------------------------------------------------------- speed, memory, training, metrics, robustness
+
+
+def speed_table() -> list[str]:
+    paths = ["eager", "channels_last", "onnxruntime", "torchscript_frozen"]
+    lines = header(["model", "parameters", "eager", "channels_last", "onnxruntime", "frozen TorchScript",
+                    "peak memory (rise)"], right_from=1)
+    for r in load(SPEED)["results"]:
+        seconds = r["seconds_median"]
+        fastest = min(seconds.values())
+        cells = []
+        for path in paths:
+            text = f"{seconds[path]:.3f} s" if seconds[path] < 1 else f"{seconds[path]:.2f} s"
+            text += "" if path == "eager" else f" ({seconds['eager'] / seconds[path]:.2f}x)"
+            cells.append(f"**{text}**" if seconds[path] == fastest else text)
+        name = model_name(r["model"]) + (f" (one {r['tile_input'][0]} x {r['tile_input'][1]} tile)" if r["model"] == "paper" else "")
+        lines.append(row([name, f"{r['parameters']:,}"] + cells + [f"{r['peak_rss_mb']:,.0f} MB (+{r['prediction_rise_mb']:.0f})"]))
+    return lines
+
+
+def memory_table() -> list[str]:
+    lines = header(["image (uint8 tiled TIFF)", "megapixels", "peak RSS", "wall time", "s / megapixel"], right_from=1)
+    for r in load(MEMORY)["rows"]:
+        lines.append(row([f"{r['side']} x {r['side']}", f"{r['megapixels']:.1f}", f"{r['peak_rss_mb']:.0f} MB",
+                          f"{r['wall_seconds']:.1f} s", f"{r['seconds_per_megapixel']:.2f}"]))
+    return lines
+
+
+def training_table() -> list[str]:
+    t = load(TRAIN)
+    lines = header(["s / step", "samples / s", "data share of a step", "weight map / image (once)", "crop / sample",
+                    "augmentation / batch"], right_from=0)
+    lines.append(row([f"{t['step_s']:.3f}", f"{t['samples_per_s']:.1f}", f"{t['data_share']:.1%}",
+                      f"{t['weight_map_s_per_image_once']:.3f} s", f"{t['crop_s_per_sample'] * 1000:.1f} ms",
+                      f"{t['augment_s_per_batch'] * 1000:.1f} ms"]))
+    return lines
+
+
+def training_speed_table() -> list[str]:
+    """Samples per second of each model in the side-by-side accuracy runs."""
+    runs = [("fp32, seed 0", "accuracy_isbi-20261125-222443.json"), ("bf16, seed 0", "accuracy_isbi-20261125-231501.json")]
+    names = list(load(runs[0][1])["results"])
+    lines = header(["model"] + [label for label, _ in runs], right_from=1)
+    for name in names:
+        cells = [load(file)["results"].get(name, {}).get("train_samples_per_s") for _, file in runs]
+        lines.append(row([model_name(name)] + [fmt(c, 1) for c in cells]))
+    return lines
+
+
+def metrics_table() -> list[str]:
+    m = load(METRICS)
+    s = m["seconds"]
+    lines = header(["Rand error, 512^2, one threshold", "Rand error, 11-level sweep", "warping error, one threshold",
+                    "warping error, 10-level sweep", f"`evaluate` of {m['slices']} slices, all scores"], right_from=0)
+    lines.append(row([f"{s['rand_error_0.5']:.4f} s", f"{s['rand_error_sweep']:.3f} s", f"{s['warping_error_0.5']:.3f} s",
+                      f"{s['warping_error_sweep']:.2f} s", f"{s['evaluate_set']:.1f} s"]))
+    return lines
+
+
+def robustness_table() -> list[str]:
+    kinds = [("readers", "damaged PNG/JPEG/TIFF through the readers"),
+             ("run_folders", "run folders with a damaged config, weights or state file, loaded"),
+             ("predict_cli", "damaged files through `unetkit predict`")]
+    lines = header(["run (JSON)", "cases", "valid output", "one-line error", "tracebacks", "hangs",
+                    "inputs modified", "files lost"], right_from=1)
+    for file in FUZZ:
+        record = load(file)
+        for key, text in kinds:
+            r = record[key]
+            lines.append(row([f"{text} (`{file}`)", r["cases"], r["ok"], r["user_error"], r["traceback"], r["hang"],
+                              r["input_modified"], r["files_lost"]]))
+    return lines
+
+
+def crash_table() -> list[str]:
+    c = load(CRASH)
+    lines = header(["training kills", "prediction kills", "resumed run equals an uninterrupted one", "run time", "JSON"],
+                   right_from=99)
+    lines.append(row([c["train_kills"], c["predict_kills"], "yes" if c["resumed_equals_uninterrupted"] else "NO",
+                      f"{c['seconds'] / 60:.0f} min", f"`{CRASH}`"]))
+    return lines
+
+
+TABLES = {
+    "summary": summary,
+    "isbi-sources": isbi_sources,
+    "isbi-stack": lambda: isbi_table("stack"),
+    "isbi-mean": lambda: isbi_table("mean"),
+    "isbi-rand-ranking": isbi_rand_ranking,
+    "isbi-seed-means": isbi_seed_means,
+    "isbi-lean": lean_table,
+    "calibration": calibration_table,
+    "early-runs": early_table,
+    "sweep": sweep_table,
+    "training-speed": training_speed_table,
+    "speed": speed_table,
+    "memory": memory_table,
+    "training": training_table,
+    "metrics": metrics_table,
+    "robustness": robustness_table,
+    "crash": crash_table,
+}
+BLOCK = re.compile(r"(<!-- tables\.py (\S+) -->\n)(.*?)(<!-- /tables\.py -->)", re.S)
+
+
+def markdown(name: str) -> str:
+    return "\n".join(TABLES[name]()) + "\n"
+
+
+def blocks(text: str) -> dict[str, str]:
+    """name -> content of every marked table block in a document."""
+    return {m.group(2): m.group(3) for m in BLOCK.finditer(text)}
+
+
+def refresh(path: Path) -> None:
+    """Rewrite every marked block of `path` with this script's table."""
+    text = path.read_text()
+    path.write_text(BLOCK.sub(lambda m: m.group(1) + markdown(m.group(2)) + m.group(4), text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"tables to print (default: all): {', '.join(TABLES)}")
+    parser.add_argument("--write", nargs="+", type=Path, metavar="DOC", help="refresh the marked blocks of these files")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(TABLES)
+    if unknown:
+        parser.error(f"unknown table(s) {', '.join(sorted(unknown))}; choose from {', '.join(TABLES)}")
+    if args.write:
+        for path in args.write:
+            refresh(path)
+        return
+    for name in args.names or TABLES:
+        sys.stdout.write(f"<!-- tables.py {name} -->\n{markdown(name)}<!-- /tables.py -->\n\n")
+
+
+if __name__ == "__main__":
+    main()
