@@ -48,7 +48,7 @@ def _demo(args: argparse.Namespace) -> None:
     from .demo import headline, run_demo
 
     results = run_demo(args.out, data=args.data, minutes=args.minutes, preset=args.preset, seed=args.seed)
-    print(f"held-out metrics (mean of {len(results['images'])} images): {headline(results)}")
+    print(f"held-out metrics ({len(results['images'])} images as one set, one threshold): {headline(results)}")
     print(f"report: {results['report']}")
 
 

@@ -228,7 +228,11 @@ def format_summary(results: dict) -> str:
     keys = ["pixel_error", "mean_iou", "dice", "rand_error", "info_error", "warping_error", "pixel_error_fscore", "ap", "seg"]
     keys = [k for k in keys if results["stack"].get(k) is not None or results["mean"].get(k) is not None]
     width = max(len(k) for k in keys)
-    lines = [f"{results['settings']['n_images']} image(s)", f"{'':{width}}  {'stack':>10}  {'mean':>10}"]
+    lines = [
+        f"{results['settings']['n_images']} image(s); set: pooled as one stack, one threshold per score (the challenge's "
+        "way); per-image: the mean of each image's own best threshold",
+        f"{'':{width}}  {'set':>10}  {'per-image':>10}",
+    ]
     for key in keys:
         cells = [results[part].get(key) for part in ("stack", "mean")]
         lines.append(f"{key:{width}}  " + "  ".join("      n/a " if v is None else f"{v:10.6f}" for v in cells))
