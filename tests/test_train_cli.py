@@ -83,3 +83,18 @@ def test_torchrun_cli(data, tmp_path):
     # The workers' own tracebacks come before torchrun's summary: keep them all for a rare failure.
     assert result.returncode == 0, result.stderr[-30000:]
     assert (out / "model.safetensors").exists() and (out / "metrics.csv").read_text().count("\n") == 2
+
+
+def test_a_log_file_gets_one_line_per_epoch_and_quiet_keeps_the_summary(data, tmp_path):
+    """Progress bars only on a terminal: redirected to a file, training writes plain lines."""
+    flags = ["--images", str(data[0]), "--masks", str(data[1]), "--preset", "tiny", "--batch-size", "2", "--patch-size", "32"]
+    log = tmp_path / "train.log"
+    with open(log, "w") as out:
+        subprocess.run([sys.executable, "-m", "unetkit", "train", *flags, "--out", str(tmp_path / "a"), "--epochs", "3"],
+                       stdout=out, stderr=subprocess.STDOUT, check=True, timeout=300)
+    text = log.read_text()
+    assert "\r" not in text, "a progress bar was redrawn into the log file"
+    assert sum(line.startswith("epoch ") for line in text.splitlines()) == 3  # one line per epoch
+    quiet = subprocess.run([sys.executable, "-m", "unetkit", "train", *flags, "--out", str(tmp_path / "b"), "--steps", "2",
+                            "--quiet"], capture_output=True, text=True, check=True, timeout=300)
+    assert quiet.stdout.strip().count("\n") == 0 and quiet.stdout.startswith("stopped after 2 steps"), quiet.stdout

@@ -56,7 +56,7 @@ def load_examples(
     """
     from tqdm import tqdm
 
-    raw = [read_pair(p, config) for p in tqdm(train + val, desc="reading", unit="image", disable=not progress)]
+    raw = [read_pair(p, config) for p in tqdm(train + val, desc="reading", unit="image", disable=None if progress else True)]
     channels = raw[0][0].shape[0]
     for pair, (image, _) in zip(train + val, raw):
         if image.shape[0] != channels:

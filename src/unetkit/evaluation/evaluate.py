@@ -213,7 +213,7 @@ def _load(pred, gt, n_classes: int, boundary_class: int | None, ignore_index: in
             raise UserError("pass two folders or two arrays", fix="give --pred and --gt as folders")
         from tqdm import tqdm
 
-        for pair in tqdm(pair_predictions(pred, gt), desc="evaluating", unit="image", disable=not progress):
+        for pair in tqdm(pair_predictions(pred, gt), desc="evaluating", unit="image", disable=None if progress else True):
             yield pair.name, pair.pred, pair.gt, read_prediction(pair, n_classes, boundary_class), read_ground_truth(
                 pair, n_classes, ignore_index
             )
