@@ -128,11 +128,12 @@ def recipe_options(config: dict) -> dict:
     """The flat options of a stored `config.json` dict (model, data, train, run sections)."""
     train = dict(config.get("train", {}))
     augment = train.pop("augment", {})
-    flat = {"classes": config["model"]["n_classes"], "augment": augment.get("enabled", True)}
-    flat.update({k: v for k, v in augment.items() if k in SECTIONS})
-    flat.update(train)
-    flat.update({k: v for k, v in config.get("data", {}).items() if k in DATA_OPTIONS})
+    flat = {"preset": train.pop("preset", "default"), "classes": config["model"]["n_classes"]}  # the model first
     flat.update({k: v for k, v in config["model"].items() if k in SECTIONS})
+    flat.update(train)
+    flat["augment"] = augment.get("enabled", True)
+    flat.update({k: v for k, v in augment.items() if k in SECTIONS})
+    flat.update({k: v for k, v in config.get("data", {}).items() if k in DATA_OPTIONS})
     flat.update(config.get("run", {}))
     return {k: _plain(v) for k, v in flat.items()}
 
