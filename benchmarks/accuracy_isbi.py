@@ -14,6 +14,7 @@ torchvision, whose CPU build does not exist for this machine's torch).
     .venv/bin/python benchmarks/accuracy_isbi.py --rescore --only monai-UNet    # predict + score a finished run again
     .venv/bin/python benchmarks/accuracy_isbi.py --cpu-bf16 --out runs/accuracy_isbi_bf16   # everyone in bf16 autocast
     .venv/bin/python benchmarks/accuracy_isbi.py --rescore --tta     # finished runs predicted with the paper's 8-pose averaging
+    .venv/bin/python benchmarks/accuracy_isbi.py --steps 1900 --only unetkit-default   # a recorded run's steps, any load
 
 After each contender it prints the scores of the 5 held-out sections as one
 stack with one threshold per score (as the challenge scored its stack) and
@@ -111,13 +112,15 @@ DEFAULT_RUN = ["unetkit-default", "monai-BasicUNet", "monai-UNet"]
 
 
 def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, rescore: bool = False,
-                  cpu_bf16: bool = False, tta: bool = False) -> dict:
+                  cpu_bf16: bool = False, tta: bool = False, steps: int | None = None) -> dict:
     preset, build, overrides = CONTENDERS[name]
     run = out / name
     if not rescore:
         if run.exists():
             shutil.rmtree(run)
-        train(data / "images", data / "labels", run, preset=preset, time_budget=minutes, val_names=tuple(HELD_OUT),
+        # A step count instead of the clock repeats a recorded run's learning on a busy machine.
+        budget = {"steps": steps} if steps else {"time_budget": minutes}
+        train(data / "images", data / "labels", run, preset=preset, **budget, val_names=tuple(HELD_OUT),
               seed=seed, build_model=build, cpu_bf16=cpu_bf16, **overrides)
     model, predictor = load_predictor(name, run, data / "labels", PredictConfig(tta=tta))
     predictions = out / f"{name}-predictions{'-tta' if tta else ''}"
@@ -180,6 +183,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--only", nargs="*", choices=list(CONTENDERS), default=DEFAULT_RUN)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="train each contender for this many steps instead of --minutes "
+                        "(e.g. a recorded run's step count, to repeat it on a machine that is not quiet)")
     parser.add_argument("--rescore", action="store_true", help="predict and score the runs already in --out, no training")
     parser.add_argument("--cpu-bf16", action="store_true", help="train every contender with bf16 autocast (CPUs with AVX512-BF16/AMX)")
     parser.add_argument("--tta", action="store_true", help="predict every contender as the paper did: the mean over 8 flips/rotations")
@@ -192,12 +197,14 @@ def main() -> None:
     print(f"all-cell baseline pixel error on {', '.join(HELD_OUT)}: {baseline:.4f}")
     results = {}
     for name in args.only:
-        print(f"== {name}: " + ("rescored" if args.rescore else f"{args.minutes:g} min"), flush=True)
-        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore, args.cpu_bf16, args.tta)
+        length = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+        print(f"== {name}: " + ("rescored" if args.rescore else length), flush=True)
+        results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore, args.cpu_bf16, args.tta,
+                                       args.steps)
         tag = "-bf16" if args.cpu_bf16 else ""
         shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}{tag}-curves.png")
         print_table(results)
-    save("accuracy_isbi", {"minutes_each": args.minutes, "held_out": HELD_OUT, "all_cell_pixel_error": baseline,
+    save("accuracy_isbi", {"minutes_each": None if args.steps else args.minutes, "steps_each": args.steps, "held_out": HELD_OUT, "all_cell_pixel_error": baseline,
                            "rescored": args.rescore, "cpu_bf16": args.cpu_bf16, "tta": args.tta, "results": results, "command": " ".join(sys.argv)})
 
 
