@@ -1,26 +1,49 @@
-"""SIGKILL at random moments: nothing half-written under a final name, and training resumes exactly.
+"""SIGKILL on progress signals: nothing half-written under a final name, and training resumes exactly.
 
+Each kill is aimed at a moment the child reaches (a checkpoint written, a
+temporary file of an atomic write present, a step, outputs written) and the
+harness reports where it landed; every kill must land where it was aimed.
 `benchmarks/crash.py` runs the long version (>= 20 kills).
 """
 
-import numpy as np
+import pytest
+from crashing import (
+    AfterFirstCheckpoint,
+    AfterOutputs,
+    AtStep,
+    MidWrite,
+    crash_prediction,
+    crash_training,
+    make_data,
+    run_to_end,
+    train_command,
+    weights_equal,
+)
 
-from crashing import crash_prediction, crash_training, kill_after, make_data, train_command, weights_equal
+PREDICTED_IMAGES = 8
 
 
-def test_training_killed_at_random_resumes_to_the_uninterrupted_weights(tmp_path):
-    data = make_data(tmp_path / "data")
-    straight = tmp_path / "straight"
-    assert kill_after(train_command(data, straight, resume=False), 600) == 0
-    crashed = tmp_path / "crashed"
-    kills = crash_training(data, crashed, kills=3, rng=np.random.default_rng(0), max_delay=3.0)  # before 300 steps end
-    assert kills >= 1
-    assert weights_equal(straight, crashed)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The data and an uninterrupted run of it."""
+    tmp = tmp_path_factory.mktemp("crash")
+    data = make_data(tmp / "data")
+    run_to_end(train_command(data, tmp / "straight", resume=False), tmp / "straight")
+    return data, tmp / "straight"
 
 
-def test_prediction_killed_at_random_leaves_only_whole_files(tmp_path):
-    data = make_data(tmp_path / "data")
-    run = tmp_path / "run"
-    assert kill_after(train_command(data, run, resume=False), 600) == 0
-    crash_prediction(run, data / "images", tmp_path / "out", kills=2, rng=np.random.default_rng(1))
-    assert len(list((tmp_path / "out").glob("*_labels.png"))) == 6
+def test_training_killed_after_a_checkpoint_mid_write_and_at_a_step_resumes_exactly(straight, tmp_path):
+    data, straight_run = straight
+    # AtStep(12) from where the mid-write kill left it (step 2 or 3): mid-epoch, after the first validation (step 10).
+    kills = crash_training(data, tmp_path / "crashed", [AfterFirstCheckpoint(), MidWrite(), AtStep(12)])
+    assert [kill.landed for kill in kills] == [kill.intended for kill in kills], kills
+    assert weights_equal(straight_run, tmp_path / "crashed")
+
+
+def test_prediction_killed_mid_write_and_after_outputs_leaves_only_whole_files(straight, tmp_path):
+    _, run = straight
+    images = make_data(tmp_path / "many", count=PREDICTED_IMAGES, side=96) / "images"
+    out = tmp_path / "out"
+    kills = crash_prediction(run, images, out, [MidWrite(of=("*.png", "*.tif")), AfterOutputs(3)])
+    assert [kill.landed for kill in kills] == [kill.intended for kill in kills], kills
+    assert len(list(out.glob("*_labels.png"))) == PREDICTED_IMAGES
