@@ -7,6 +7,7 @@ harness reports where it landed; every kill must land where it was aimed.
 """
 
 import pytest
+
 from crashing import (
     AfterFirstCheckpoint,
     AfterOutputs,
@@ -38,6 +39,7 @@ def test_training_killed_after_a_checkpoint_mid_write_and_at_a_step_resumes_exac
     kills = crash_training(data, tmp_path / "crashed", [AfterFirstCheckpoint(), MidWrite(), AtStep(12)])
     assert [kill.landed for kill in kills] == [kill.intended for kill in kills], kills
     assert weights_equal(straight_run, tmp_path / "crashed")
+    assert not list((tmp_path / "crashed").glob(".*.tmp")), "a resumed run keeps the temporary files of killed writes"
 
 
 def test_prediction_killed_mid_write_and_after_outputs_leaves_only_whole_files(straight, tmp_path):

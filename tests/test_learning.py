@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from unetkit.cli import main
-from unetkit.engine import train
 from unetkit.io import read_image, read_mask
-from unetkit.predict import predict
+from unetkit.prediction import predict
 from unetkit.synthetic import write_dataset
+from unetkit.training import train
 
 SIDE = 128  # px; cells are ~45 px across, so a section holds ~8 cells and ~10% membrane
 N_TRAIN, N_HELD_OUT = 8, 4

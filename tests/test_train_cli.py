@@ -46,7 +46,9 @@ def test_size_mismatch(data, tmp_path, capsys):
 def test_more_mask_values_than_classes(data, tmp_path, capsys):
     images, masks = data
     write_image(masks / "01.png", np.arange(48 * 48).reshape(48, 48).astype(np.uint8) % 4)
-    one_line_error(capsys, train(images, masks, tmp_path / "run", "--steps", "1"), "01.png", "--classes")
+    one_line_error(capsys, train(images, masks, tmp_path / "run", "--steps", "1", "--classes", "2"), "01.png", "--classes")
+    # Without --classes: ids 0..3 in one file, 0/255 in the others: asked, not guessed.
+    one_line_error(capsys, train(images, masks, tmp_path / "run2", "--steps", "1"), "01.png", "--ignore-index 255")
 
 
 def test_truncated_file(data, tmp_path, capsys):

@@ -44,6 +44,17 @@ def save_config(run_dir: str | Path, model_config: ModelConfig, data_config: Dat
     return config
 
 
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writes left in a run folder (`.NAME.XXXX.tmp`); returns them.
+
+    Only for a run folder being resumed: one run owns it, so no live write can be hit.
+    """
+    stale = sorted(Path(run_dir).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_weights(run_dir: str | Path, model: torch.nn.Module, which: str = "last") -> Path:
     """Write the model's weights as safetensors, atomically."""
     from safetensors.torch import save

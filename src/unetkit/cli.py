@@ -87,7 +87,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _train_args(parser: argparse.ArgumentParser) -> None:
-    from .config import LOSSES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES
+    from .config import LOSSES, MASK_KINDS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES
     from .model import PRESETS
 
     # Every option defaults to "not given", so the API's (and a resumed run's) values apply.
@@ -124,6 +124,10 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--classes", type=int, metavar="K", help="number of classes (default 2)")
     opt("--ignore-index", type=int, metavar="I", help="mask value counted in no loss or metric")
     opt("--foreground-value", type=int, metavar="V", help="raw mask value that is foreground (e.g. 0 when 0 marks the objects)")
+    opt("--mask-kind", choices=MASK_KINDS, help="how masks hold classes (default auto: found from the training masks and printed)")
+    opt("--palette", metavar="FILE", dest="colours", type=_palette, help="colour masks: the class colours, one 'R,G,B' or '#RRGGBB' per line")
+    opt("--ignore-colour", metavar="R,G,B", dest="ignore_colours", action="append", type=_colour,
+        help="colour masks: a colour that counts nowhere (e.g. unlabeled); repeat for several")
     opt("--normalization", choices=NORMALIZATIONS, help="per-image percentiles (default) or data-set mean/std")
     opt("--val-fraction", type=float, metavar="F", help="hold out the last F of the files by name (default 0.2)")
     opt("--val-names", nargs="+", metavar="STEM", help="hold out these files (stems; stack pages as stem:page)")
@@ -157,14 +161,33 @@ def _augment_args(opt) -> None:
     opt("--blur", type=float, metavar="SIGMA")
 
 
+def _palette(path: str):
+    from .data.masks import read_palette
+
+    try:
+        return read_palette(path)
+    except UserError as exc:  # argparse reports its own errors: one line, exit 2
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _colour(text: str):
+    from .data.masks import parse_colour
+
+    try:
+        return parse_colour(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _train(args: argparse.Namespace) -> None:
     from .training import read_recipe, train
 
     fixed = {"images", "masks", "out", "resume", "quiet", "run", "command", "debug", "config"}
     flags = {k: v for k, v in vars(args).items() if k not in fixed}
     options = {**(read_recipe(args.config) if args.config else {}), **flags}
-    if options.get("val_names") is not None:
-        options["val_names"] = tuple(options["val_names"])
+    for key in ("val_names", "ignore_colours"):
+        if options.get(key) is not None:
+            options[key] = tuple(options[key])
     train(args.images, args.masks, args.out, resume=args.resume, progress=not args.quiet, **options)
 
 

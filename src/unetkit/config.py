@@ -17,6 +17,7 @@ PADDINGS = ("valid", "same")
 NORMS = ("none", "batch", "instance", "group")
 UPSAMPLES = ("transposed", "bilinear")
 NORMALIZATIONS = ("percentile", "meanstd", "none")
+MASK_KINDS = ("auto", "ids", "values", "foreground", "colours")  # see data/masks.py
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -70,9 +71,13 @@ class DataConfig:
     """
 
     in_channels: int = 1
-    n_classes: int = 2
+    n_classes: int | None = None  # None: found from the training masks
     ignore_index: int | None = None  # mask value (after mapping) that counts in no loss or metric
     foreground_value: int | None = None  # raw value that means foreground in a two-valued mask
+    mask_kind: str = "auto"  # how masks hold classes (data/masks.py); "auto": found from the training masks
+    mask_values: tuple[int, ...] | None = None  # "values": the raw value of class 0 and of class 1
+    colours: tuple[tuple[int, int, int], ...] | None = None  # "colours": RGB of each class (found, or --palette)
+    ignore_colours: tuple[tuple[int, int, int], ...] | None = None  # colours that count nowhere (e.g. "unlabeled")
     normalization: str = "percentile"
     percentiles: tuple[float, float] = (1.0, 99.8)
     mean: tuple[float, ...] | None = None  # per channel, filled from the training set for "meanstd"
@@ -81,6 +86,12 @@ class DataConfig:
 
     def __post_init__(self):
         _check_choice("normalization", self.normalization, NORMALIZATIONS)
+        _check_choice("mask_kind", self.mask_kind, MASK_KINDS)
+        if self.n_classes is not None and (not isinstance(self.n_classes, int) or self.n_classes < 1):
+            raise ValueError(f"n_classes must be an integer >= 1, got {self.n_classes!r}")
+        for name in ("colours", "ignore_colours"):  # lists from config.json
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(tuple(int(v) for v in c) for c in getattr(self, name)))
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")

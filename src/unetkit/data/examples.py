@@ -9,7 +9,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import UserError
 from ..io import label_dtype, read_image, read_mask
-from .masks import mask_to_classes
+from .masks import Survey, describe, mask_to_classes, resolve_masks
 from .normalize import dataset_mean_std, normalize
 from .pairing import Pair
 
@@ -32,7 +32,7 @@ def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """The raw image (C, H, W) and its class ids (H, W), checked to match in size."""
     image = read_image(pair.image, pair.page)
     raw = read_mask(pair.mask, pair.page)
-    if image.shape[1:] != raw.shape:
+    if image.shape[1:] != raw.shape[:2]:
         raise UserError(
             f"image is {image.shape[1]} x {image.shape[2]} but its mask {pair.mask.name} is {raw.shape[0]} x {raw.shape[1]}",
             path=pair.image,
@@ -51,11 +51,15 @@ def load_examples(
 ) -> tuple[list[Example], list[Example], DataConfig]:
     """Read and normalise every pair; returns the config resolved from the data.
 
-    `in_channels` comes from the images (all must agree); for "meanstd" the
+    The mask convention and class count come from the training masks (printed);
+    `in_channels` from the images (all must agree); for "meanstd" the
     per-channel mean and std come from the training images only.
     """
     from tqdm import tqdm
 
+    config = find_mask_convention(train, config)
+    if progress:
+        tqdm.write(describe(config))
     raw = [read_pair(p, config) for p in tqdm(train + val, desc="reading", unit="image", disable=None if progress else True)]
     channels = raw[0][0].shape[0]
     for pair, (image, _) in zip(train + val, raw):
@@ -70,3 +74,11 @@ def load_examples(
         config = dataclasses.replace(config, **dataset_mean_std([image for image, _ in raw[: len(train)]]))
     examples = [Example(p.name, normalize(image, config), classes) for p, (image, classes) in zip(train + val, raw)]
     return examples[: len(train)], examples[len(train) :], config
+
+
+def find_mask_convention(train: list[Pair], config: DataConfig) -> DataConfig:
+    """The DataConfig with the convention of the training masks, surveyed together (see `masks.resolve_masks`)."""
+    survey = Survey()
+    for pair in train:
+        survey.add(read_mask(pair.mask, pair.page), pair.mask)
+    return resolve_masks(survey, config)

@@ -1,41 +1,228 @@
-"""Mask conventions: raw mask values -> class ids."""
+"""Mask conventions: how raw mask files hold classes, found once for a data set, then applied to every file.
+
+A mask file holds one of (DESIGN.md):
+- class ids 0..K-1 (`mask_kind="ids"`), palette PNGs as their indices (255
+  beside small ids is refused unless `ignore_index` says it is void);
+- two values that mean background/foreground, of either polarity (0/255,
+  0/1, 1/2: `mask_kind="values"`, class k is the k-th smallest value, or
+  `foreground_value` names the foreground);
+- RGB colours (`mask_kind="colours"`): class k is the k-th colour of a table
+  found in the training masks (sorted by RGB value) or given; colours named
+  in `ignore_colours` count nowhere.
+The convention is found from the training masks as a whole (a mask holding
+one of the two values alone is read like the others), printed, stored in the
+run's DataConfig, and used again for validation masks, prediction outputs and
+evaluation. `mask_kind="auto"` with a per-file rule remains for callers that
+pass single masks (evaluation of files without a run).
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
 
+VOID = 255  # "void" in multi-class id masks (PASCAL VOC, Cityscapes-style exports) ...
+MAX_IDS_WITH_VOID = 64  # ... when the other values look like a few class ids: asked, never guessed
+
+
+def colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 colours -> (H, W) int32 codes R<<16 | G<<8 | B (one number per colour, cheap to compare)."""
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def code_colour(code: int) -> tuple[int, int, int]:
+    return (code >> 16) & 255, (code >> 8) & 255, code & 255
+
+
+def hex_colour(rgb) -> str:
+    return "#{:02X}{:02X}{:02X}".format(*rgb)
+
+
+def parse_colour(text: str, source=None) -> tuple[int, int, int]:
+    """'R,G,B' or '#RRGGBB' -> (R, G, B)."""
+    text = text.strip()
+    try:
+        if text.startswith("#") and len(text) == 7:
+            return code_colour(int(text[1:], 16))
+        r, g, b = (int(v) for v in text.split(","))
+        if all(0 <= v <= 255 for v in (r, g, b)):
+            return r, g, b
+    except ValueError:
+        pass
+    raise UserError(f"{text!r} is not a colour", path=source, fix="write R,G,B (0-255 each) or #RRGGBB")
+
+
+def read_palette(path) -> tuple[tuple[int, int, int], ...]:
+    """Class colours from a text file: one class per line, 'R,G,B' or '#RRGGBB', then optionally its name."""
+    from pathlib import Path
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read palette ({exc.strerror})", path=path, fix="check the path") from exc
+    colours = [parse_colour(line.split()[0], path) for line in lines if line.strip() and not line.startswith("#!")]
+    if len(set(colours)) != len(colours) or not colours:
+        raise UserError("palette lists no colours, or one twice", path=path, fix="one distinct colour per class, one per line")
+    return tuple(colours)
+
+
+@dataclasses.dataclass
+class Survey:
+    """What the training masks hold, gathered file by file before any is converted."""
+
+    kind: str | None = None  # "colours" or "grey", from the first file
+    first: object = None  # the file that set `kind`
+    values: dict = dataclasses.field(default_factory=dict)  # distinct grey value or colour code -> first file holding it
+
+    def add(self, raw: np.ndarray, path) -> None:
+        kind = "colours" if raw.ndim == 3 else "grey"
+        if self.kind is None:
+            self.kind, self.first = kind, path
+        elif kind != self.kind:
+            raise UserError(
+                f"mask holds {'RGB colours' if kind == 'colours' else 'grey values'} but {getattr(self.first, 'name', self.first)} "
+                f"holds {'RGB colours' if self.kind == 'colours' else 'grey values'}", path=path,
+                fix="save every mask of the folder in one convention (all colour-coded, or all class ids / two values)")
+        values = colour_codes(raw) if kind == "colours" else raw
+        for value in np.unique(values).tolist():
+            self.values.setdefault(value, path)
+
+
+def resolve_masks(survey: Survey, config: DataConfig) -> DataConfig:
+    """The DataConfig with `mask_kind`, its table and `n_classes` found from the training masks (unless given)."""
+    if _complete(config):
+        return config  # given, or stored by the run being resumed
+    if survey.kind == "colours" or config.mask_kind == "colours":
+        return _colour_table(survey, config)
+    values = sorted(v for v in survey.values if v != config.ignore_index)
+    if config.foreground_value is not None:
+        return dataclasses.replace(config, mask_kind="foreground", n_classes=2)
+    if config.mask_kind in ("auto", "values") and config.n_classes in (None, 2) and len(values) == 2:
+        return dataclasses.replace(config, mask_kind="values", n_classes=2, mask_values=tuple(values))  # either polarity
+    if config.mask_kind == "values":
+        raise UserError(f"the training masks hold {len(values)} values, not two", fix="drop --mask-kind values")
+    if config.mask_kind == "auto" and config.n_classes is None and config.ignore_index is None and VOID in values \
+            and len(values) > 2 and values[-2] < MAX_IDS_WITH_VOID:  # ids and 255: void (VOC-style), or two conventions mixed? Say so.
+        names = [getattr(survey.values[v], "name", survey.values[v]) for v in (values[-2], VOID)]
+        raise UserError(f"the masks hold class ids up to {values[-2]} (e.g. {names[0]}) and the value 255 (e.g. {names[1]})",
+                        fix="pass --ignore-index 255 if 255 marks void pixels, or relabel the masks to one convention")
+    return dataclasses.replace(config, mask_kind="ids", n_classes=config.n_classes or max(2, max(values, default=0) + 1))
+
+
+def _complete(config: DataConfig) -> bool:
+    tables = {"ids": True, "foreground": True, "values": config.mask_values is not None, "colours": config.colours is not None}
+    return config.n_classes is not None and tables.get(config.mask_kind, False)
+
+
+def _colour_table(survey: Survey, config: DataConfig) -> DataConfig:
+    ignored = {int(r) << 16 | int(g) << 8 | int(b) for r, g, b in config.ignore_colours or ()}
+    if config.colours is None:
+        colours = tuple(code_colour(c) for c in sorted(set(survey.values) - ignored))
+    else:
+        colours = tuple(tuple(int(v) for v in c) for c in config.colours)
+    ignore = config.ignore_index if config.ignore_index is not None else (VOID if ignored else None)
+    n_classes = config.n_classes or len(colours)
+    if n_classes != len(colours):
+        raise UserError(f"the masks hold {len(colours)} colours (other than those ignored) for {n_classes} classes",
+                        fix="drop --classes, or name the extra colours with --ignore-colour R,G,B")
+    return dataclasses.replace(config, mask_kind="colours", colours=colours, n_classes=n_classes, ignore_index=ignore)
+
+
+def describe(config: DataConfig) -> str:
+    """One line for the console and the run: which convention was recognised, with its class table."""
+    ignore = "" if config.ignore_index is None else f"; value {config.ignore_index} counts nowhere"
+    if config.mask_kind == "colours":
+        table = ", ".join(f"{k}: {hex_colour(c)}" for k, c in enumerate(config.colours))
+        ignored = f"; ignored colours {', '.join(map(hex_colour, config.ignore_colours))}" if config.ignore_colours else ""
+        return f"masks: RGB colours, {config.n_classes} classes ({table}){ignored}"
+    if config.mask_kind == "values":
+        low, high = config.mask_values
+        return f"masks: two values, {low} = class 0, {high} = class 1{ignore}"
+    if config.mask_kind == "foreground":
+        return f"masks: value {config.foreground_value} = class 1, any other = class 0{ignore}"
+    return f"masks: class ids 0..{config.n_classes - 1}{ignore}"
+
 
 def mask_to_classes(raw: np.ndarray, config: DataConfig, path=None) -> np.ndarray:
-    """Raw mask values -> class ids (int64), following DESIGN.md's mask conventions.
+    """Raw mask values (H, W), or colours (H, W, 3), -> class ids (int64) by the config's convention.
 
-    - `foreground_value` set: that value is class 1, everything else class 0;
-    - two values with two classes (0/255, 0/1, False/True): lower 0, higher 1;
-    - otherwise values are class ids 0..n_classes-1.
-    Pixels equal to `ignore_index` stay `ignore_index` throughout.
+    With `mask_kind="auto"` each file decides alone: two values with two
+    classes are background/foreground (0/255, 0/1, False/True: lower 0,
+    higher 1), else values are class ids. Pixels equal to `ignore_index`
+    (or of an ignored colour) become `ignore_index`.
     """
     raw = np.asarray(raw)
+    if config.mask_kind == "colours":
+        return _from_colours(raw, config, path)
+    if raw.ndim == 3:
+        raise UserError("mask holds RGB colours but the class table is of grey values", path=path,
+                        fix="save the mask like the training masks (one channel), or retrain on colour masks")
     ignore = None if config.ignore_index is None else raw == config.ignore_index
-    values = np.unique(raw if ignore is None else raw[~ignore])
-    if config.foreground_value is not None:
+    if config.mask_kind == "values":
+        classes = _from_values(raw, config.mask_values, ignore, path)
+    elif config.foreground_value is not None:  # "foreground", or a per-file read with the foreground named
         classes = (raw == config.foreground_value).astype(np.int64)
-    elif config.n_classes == 2 and len(values) <= 2 and set(values.tolist()) <= {0, 255}:
-        classes = (raw == 255).astype(np.int64)
-    elif config.n_classes == 2 and len(values) == 2 and not set(values.tolist()) <= {0, 1}:
-        classes = (raw == values.max()).astype(np.int64)
     else:
-        bad = values[(values < 0) | (values >= config.n_classes)]
-        if bad.size:
-            shown = ", ".join(map(str, bad[:5].tolist())) + (" ..." if bad.size > 5 else "")
-            raise UserError(
-                f"mask values {shown} are not class ids 0..{config.n_classes - 1} "
-                f"({len(values)} distinct values for {config.n_classes} classes)",
-                path=path,
-                fix="raise --classes, set --ignore-index, or relabel the mask",
-            )
-        classes = raw.astype(np.int64)
+        classes = _per_file(raw, config, ignore, path)
     if ignore is not None:
         classes[ignore] = config.ignore_index
     return classes
+
+
+def _from_values(raw: np.ndarray, values: tuple, ignore, path) -> np.ndarray:
+    classes = np.full(raw.shape, -1, np.int64)
+    for k, value in enumerate(values):
+        classes[raw == value] = k
+    unknown = (classes < 0) if ignore is None else (classes < 0) & ~ignore
+    if unknown.any():
+        raise UserError(f"mask value {raw[unknown][0]} is neither of the two values {values[0]} and {values[1]} of the "
+                        "training masks", path=path, fix="relabel the mask, or set --ignore-index for that value")
+    return classes
+
+
+def _per_file(raw: np.ndarray, config: DataConfig, ignore, path) -> np.ndarray:
+    n_classes = config.n_classes or 2
+    values = np.unique(raw if ignore is None else raw[~ignore])
+    if n_classes == 2 and len(values) <= 2 and set(values.tolist()) <= {0, 255}:
+        return (raw == 255).astype(np.int64)
+    if n_classes == 2 and len(values) == 2 and not set(values.tolist()) <= {0, 1}:
+        return (raw == values.max()).astype(np.int64)
+    bad = values[(values < 0) | (values >= n_classes)]
+    if bad.size:
+        shown = ", ".join(map(str, bad[:5].tolist())) + (" ..." if bad.size > 5 else "")
+        raise UserError(
+            f"mask values {shown} are not class ids 0..{n_classes - 1} ({len(values)} distinct values for {n_classes} classes)",
+            path=path, fix="raise --classes, set --ignore-index, or relabel the mask",
+        )
+    return raw.astype(np.int64)
+
+
+def _from_colours(raw: np.ndarray, config: DataConfig, path) -> np.ndarray:
+    if raw.ndim != 3:
+        raise UserError("mask is grey but the class table is of RGB colours", path=path,
+                        fix="save the mask in the training masks' colours")
+    codes = colour_codes(raw)
+    table = np.array([c[0] << 16 | c[1] << 8 | c[2] for c in config.colours], np.int64)
+    order = np.argsort(table)
+    found = np.searchsorted(table[order], codes).clip(0, len(table) - 1)
+    known = table[order][found] == codes
+    classes = order[found].astype(np.int64)
+    ignored = np.isin(codes, [int(r) << 16 | int(g) << 8 | int(b) for r, g, b in config.ignore_colours or ()])
+    unknown = ~known & ~ignored
+    if unknown.any():
+        colour = hex_colour(code_colour(int(codes[unknown][0])))
+        raise UserError(f"colour {colour} is not in the class table of the training masks", path=path,
+                        fix=f"name it with --ignore-colour {','.join(map(str, code_colour(int(codes[unknown][0]))))}, "
+                        "or give the table with --palette FILE")
+    classes[ignored] = config.ignore_index
+    return classes
+
+
+def colour_image(labels: np.ndarray, config: DataConfig) -> np.ndarray:
+    """Class ids (H, W) painted in the training masks' colours: (3, H, W) uint8."""
+    return np.asarray(config.colours, np.uint8)[labels].transpose(2, 0, 1)

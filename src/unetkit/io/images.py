@@ -73,11 +73,16 @@ def check_pixels(pixels: np.ndarray, path) -> None:
 
 
 def read_mask(path: str | Path, page: int | None = None) -> np.ndarray:
-    """A mask as an `(H, W)` integer array of raw values (see `data.mask_to_classes`)."""
+    """A mask's raw values: `(H, W)` integers, or `(H, W, 3)` uint8 for a colour-coded mask (see `data.masks`).
+
+    An RGB-saved grey mask (all channels equal) is read as grey.
+    """
     image = read_image(path, page)
-    # An RGB-saved grey mask (all channels equal) is common: accept it.
     if image.shape[0] != 1 and not all(np.array_equal(image[0], c) for c in image[1:]):
-        raise UserError(f"mask has {image.shape[0]} different channels", path=path, fix="save masks as one-channel label images")
+        if image.shape[0] not in (3, 4) or image.dtype != np.uint8:
+            raise UserError(f"mask has {image.shape[0]} different {image.dtype} channels", path=path,
+                            fix="save masks as one-channel label images or 8-bit RGB colours")
+        return np.ascontiguousarray(image[:3].transpose(1, 2, 0))  # RGBA: the alpha is not a class
     mask = image[0]
     if mask.dtype == bool:
         return mask.astype(np.uint8)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..checkpoint import Run, load_run
 from ..config import DataConfig, ModelConfig
-from ..data import intensity_stats, normalize, prior_offsets
+from ..data import colour_image, intensity_stats, normalize, prior_offsets
 from ..devices import resolve_device
 from ..errors import UserError
 from ..io import ArraySource, label_dtype, strided_sample
@@ -167,6 +167,9 @@ def labels_from(probs: np.ndarray) -> np.ndarray:
     return np.argmax(probs, axis=0).astype(label_dtype(probs.shape[0] - 1))
 
 
-def label_image(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Labels as written: two classes as 0/255 (visible, and read back as classes by data.mask_to_classes), else ids."""
+def label_image(labels: np.ndarray, n_classes: int, data_config: DataConfig | None = None) -> np.ndarray:
+    """Labels as written: in the training masks' colours (3, H, W) for a colour-coded run; else two classes
+    as 0/255 (visible, and read back as classes by `data.mask_to_classes`), more as class ids."""
+    if data_config is not None and data_config.mask_kind == "colours":
+        return colour_image(labels, data_config)
     return labels * np.uint8(255) if n_classes <= 2 else labels

@@ -110,7 +110,7 @@ def _write_in_memory(predictor: Predictor, item: Item, image: np.ndarray, out_di
     with tqdm(total=tiles, unit="tile", desc=item.name, leave=False, disable=None if tiles > 1 else True) as progress:
         probs = predictor.probabilities(image, item.path, progress)
     labels = labels_from(probs)
-    outputs = {f"{item.name}_labels.png": lambda: label_image(labels, k)}
+    outputs = {f"{item.name}_labels.png": lambda: label_image(labels, k, predictor.data_config)}
     if config.probabilities:
         outputs[f"{item.name}_probs.tif"] = lambda: probs
     if config.overlay:

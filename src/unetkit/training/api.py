@@ -14,7 +14,7 @@ from ..model import UNet
 from . import distributed
 from .context import HOOKS, Hooks
 from .loop import fit
-from .options import Recipe, build_configs, check_resume_options, resumed_run_config, stored_configs
+from .options import Recipe, build_configs, check_resume_options, plain_options, resumed_run_config, stored_configs
 from .setup import Job, build_context, determinism
 
 
@@ -51,8 +51,8 @@ def train(
     if unknown_hooks:
         raise ValueError(f"unknown hook(s) {', '.join(sorted(unknown_hooks))}; valid: {', '.join(HOOKS)}")
     out = Path(out)
-    recipe, run, split = _configs(out, recipe, run, options, resume)
-    job = Job(Path(images), Path(masks), out, recipe, run, split, resume, hooks, progress)
+    recipe, run, split, given = _configs(out, recipe, run, options, resume)
+    job = Job(Path(images), Path(masks), out, recipe, run, split, given, resume, hooks, progress)
     device = resolve_device(run.device)
     joined_here = not torch.distributed.is_initialized()  # leave a caller's process group alone
     world = distributed.init(device)
@@ -72,12 +72,12 @@ def train(
 
 
 def _configs(out: Path, recipe: Recipe | None, run: RunConfig | None, options: dict, resume: bool):
-    """(Recipe, RunConfig, stored split or None): from the arguments or, on resume, from the run folder."""
+    """(Recipe, RunConfig, stored split or None, the run's first options): from the arguments or the run folder."""
     if not resume:
         if (out / CONFIG_FILE).exists():
             raise UserError("run folder already holds a run", path=out, fix="pass --resume to continue it, or choose a new --out")
-        return *build_configs(options, recipe, run), None
+        return *build_configs(options, recipe, run), None, plain_options(options)
     stored = read_config(out)
     check_resume_options(stored, options, out / CONFIG_FILE)
     stored_recipe, stored_run = stored_configs(stored, str(out / CONFIG_FILE))
-    return stored_recipe, resumed_run_config(run or stored_run, options), stored.get("split")
+    return stored_recipe, resumed_run_config(run or stored_run, options), stored.get("split"), stored.get("options", {})

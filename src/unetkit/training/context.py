@@ -49,7 +49,8 @@ class Context:
     amp_dtype: torch.dtype | None
     hooks: Hooks
     progress: bool = True
-    plotted_at: float = -math.inf  # curves.png is redrawn at most every PLOT_EVERY_S, and at the end
+    plotted_at: float = -math.inf  # curves.png is redrawn at most every PLOT_EVERY_S, and at the end ...
+    plotted_rows: int = 0  # ... unless it already shows every row
 
     @property
     def steps_per_epoch(self) -> int:

@@ -22,7 +22,7 @@ from ..io import write_text
 from ..model import preset_config
 
 RECIPE_FILE = "recipe.yaml"
-DATA_OPTIONS = ("ignore_index", "foreground_value", "normalization", "percentiles")  # the rest is found in the data
+DATA_OPTIONS = ("ignore_index", "foreground_value", "normalization", "percentiles", "mask_kind", "colours", "ignore_colours")  # the rest is found in the data
 NOT_OPTIONS = {"in_channels", "n_classes", "enabled", "augment"}  # set from the data, by `classes` or by `augment`
 
 
@@ -97,8 +97,9 @@ def check_resume_options(stored: dict, options: dict, source) -> None:
     Run options (stop conditions, device, workers, ...) may change freely.
     """
     recipe = {k: v for k, v in options.items() if SECTIONS.get(k) not in ("run", None)}
-    stored_flat = recipe_options(stored)
-    changed = [k for k, v in recipe.items() if _plain(v) != _plain(stored_flat.get(k))]
+    # As first given where it was given (e.g. "auto"), else as resolved (a default repeated explicitly).
+    reference = {**recipe_options(stored), **stored.get("options", {})}
+    changed = [k for k, v in recipe.items() if _plain(v) != _plain(reference.get(k))]
     if changed:
         raise UserError(
             f"a resumed run keeps its recipe, but {', '.join(sorted(changed))} differ(s) from it",
@@ -118,7 +119,14 @@ def resumed_run_config(stored: RunConfig, options: dict) -> RunConfig:
 
 def _plain(value):
     """An option as JSON/YAML stores it (tuples become lists)."""
-    return list(value) if isinstance(value, tuple) else value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def plain_options(options: dict) -> dict:
+    """The flat options as config.json keeps them."""
+    return {k: _plain(v) for k, v in options.items()}
 
 
 # --------------------------------------------------------------------------- recipe file

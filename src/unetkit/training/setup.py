@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_train_state, save_config
+from ..checkpoint import load_train_state, remove_stale_temporaries, save_config
 from ..config import DataConfig, RunConfig, TrainConfig
 from ..data import (
     Example,
@@ -47,6 +47,7 @@ class Job:
     recipe: Recipe
     run: RunConfig
     split: dict | None  # the stored split of a resumed run
+    given: dict  # the flat options the run was started with (config.json keeps them: a resume compares with them)
     resume: bool
     hooks: Hooks
     progress: bool
@@ -55,6 +56,8 @@ class Job:
 def build_context(job: Job, device: torch.device, world: distributed.World, build_model) -> tuple[Context, Loop]:
     """Read the data, build model and optimiser, restore a checkpoint: everything `fit` needs."""
     _check_world(job, device, world)
+    if job.resume and world.main:
+        remove_stale_temporaries(job.out)  # what writes killed mid-way left behind
     train_pairs, val_pairs = _pairs(job)
     train_set, val_set, data_config = load_examples(train_pairs, val_pairs, job.recipe.data, progress=job.progress and world.main)
     model_config = dataclasses.replace(job.recipe.model, in_channels=data_config.in_channels, n_classes=data_config.n_classes)
@@ -66,7 +69,7 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
     _attach_weight_maps(train_set, config, data_config, class_weights, job.progress and world.main)
     if world.main:
         split = {"train": [p.name for p in train_pairs], "val": [p.name for p in val_pairs]}
-        stored = save_config(job.out, model_config, data_config, train=config, run=run, split=split)
+        stored = save_config(job.out, model_config, data_config, train=config, run=run, split=split, options=job.given)
         write_recipe(job.out, stored)
     distributed.barrier(world)
     amp_dtype = _amp_dtype(run, device)
