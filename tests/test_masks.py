@@ -110,6 +110,14 @@ def test_a_colour_run_predicts_in_its_colours_and_repeats_its_table(tmp_path):
     written = read_image(tmp_path / "pred" / "00_labels.png")
     assert written.shape == (3, 32, 32)
     assert {tuple(c) for c in written.reshape(3, -1).T} <= set(COLOURS)  # the training masks' own colours
+    report = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--run", str(out),
+                 "--json", str(report)]) == 2  # no ground truth folder yet: a one-line error, not a crash
+    write_image(tmp_path / "gt" / "00.png", written)  # the prediction as its own ground truth: a perfect score
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--run", str(out),
+                 "--json", str(report)]) == 0
+    scores = json.loads(report.read_text())["stack"]
+    assert scores["pixel_error"] == 0 and len(scores["iou_per_class"]) == 3
     assert main(["train", "--config", str(out / "recipe.yaml"), "--images", str(images), "--masks", str(labels),
                  "--out", str(tmp_path / "again")]) == 0
     assert json.loads((tmp_path / "again" / "config.json").read_text())["data"]["colours"] == data["colours"]

@@ -58,6 +58,8 @@ def _evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boundary-class", type=int, help="class that separates objects (membrane: 0 for ISBI); enables Rand, information and warping errors")
     parser.add_argument("--ignore-index", type=int, help="ground-truth value that counts in no metric")
     parser.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
+    parser.add_argument("--run", dest="run_folder", metavar="RUN", help="read the masks with the conventions of this training run (class count, "
+                        "ignored value, colour table); replaces --classes and --ignore-index")
     parser.add_argument("--threshold-sweep", action="store_true", help="ISBI 2012 sweep over t = 0, 0.1, ...: best threshold and the value at 0.5")
     parser.add_argument("--instances", action="store_true", help="also AP at IoU 0.5:0.95, F1 and SEG of connected objects")
     parser.add_argument("--no-warping", action="store_true", help="skip the warping error (the slowest score)")
@@ -74,6 +76,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         boundary_class=args.boundary_class,
         ignore_index=args.ignore_index,
         n_classes=args.classes,
+        masks=_run_masks(args.run_folder) if args.run_folder else None,
         threshold_sweep=args.threshold_sweep,
         instances=args.instances,
         warping=not args.no_warping,
@@ -84,6 +87,13 @@ def _evaluate(args: argparse.Namespace) -> None:
     for label, path in (("results", args.json), ("report", args.report and f"{args.report}/report.html")):
         if path:
             print(f"{label}: {path}")
+
+
+def _run_masks(run: str):
+    from .checkpoint import CONFIG_FILE, read_config
+    from .config import DataConfig, from_dict
+
+    return from_dict(DataConfig, read_config(run).get("data", {}), source=f"{run}/{CONFIG_FILE}")
 
 
 def _train_args(parser: argparse.ArgumentParser) -> None:

@@ -143,6 +143,7 @@ def evaluate(
     boundary_class: int | None = None,
     ignore_index: int | None = None,
     n_classes: int = 2,
+    masks: DataConfig | None = None,
     threshold_sweep: bool = False,
     instances: bool = False,
     warping: bool = True,
@@ -157,7 +158,9 @@ def evaluate(
 
     `pred`, `gt`: folders (paired by stem, see the module doc), or arrays for
     one image (`pred` (H, W) labels / probabilities or (K, H, W) per-class
-    probabilities, `gt` (H, W) raw mask values). `boundary_class`: the
+    probabilities, `gt` (H, W) raw mask values). `masks`: a run's DataConfig
+    (its mask convention: class count, ignored value, colours), instead of
+    `n_classes` and `ignore_index`. `boundary_class`: the
     membrane/background class that separates objects; without it only the
     class metrics are computed (the ISBI keys are None). `threshold_sweep`:
     the challenge's sweep (best threshold per score, and the value at 0.5);
@@ -172,6 +175,8 @@ def evaluate(
     per score, as the challenge scored its 30-slice stack), `sweep` (pooled
     error per threshold) and `settings`.
     """
+    masks = masks or DataConfig(n_classes=n_classes, ignore_index=ignore_index)  # a run's convention, or these
+    n_classes, ignore_index = masks.n_classes, masks.ignore_index
     if instances and boundary_class is None:
         raise UserError("instance scores need the class that separates objects", fix="pass --boundary-class (0 for ISBI)")
     if boundary_class is not None and not 0 <= boundary_class < n_classes:
@@ -179,7 +184,7 @@ def evaluate(
     options = dict(n_classes=n_classes, boundary_class=boundary_class, ignore_index=ignore_index,
                    threshold_sweep_levels=threshold_sweep, instances=instances, warping=warping, overlay=report_dir is not None)
     scored = {}  # name -> (files, ImageScore)
-    for name, pred_path, gt_path, prediction, gt_classes in _load(pred, gt, n_classes, boundary_class, ignore_index, progress):
+    for name, pred_path, gt_path, prediction, gt_classes in _load(pred, gt, masks, boundary_class, progress):
         check_same_size(prediction.classes, gt_classes, pred_path, gt_path)
         scored[name] = {"pred": str(pred_path), "gt": str(gt_path)}, score_image(prediction, gt_classes, **options)
     results = _results(scored, options, threshold_sweep)
@@ -206,7 +211,7 @@ def _results(scored: dict, options: dict, threshold_sweep: bool) -> dict:
     })
 
 
-def _load(pred, gt, n_classes: int, boundary_class: int | None, ignore_index: int | None, progress: bool):
+def _load(pred, gt, masks: DataConfig, boundary_class: int | None, progress: bool):
     """Yield (name, pred source, gt source, Prediction, ground-truth classes) for folders or one array pair."""
     if isinstance(pred, (str, Path)) or isinstance(gt, (str, Path)):
         if not (isinstance(pred, (str, Path)) and isinstance(gt, (str, Path))):
@@ -214,13 +219,10 @@ def _load(pred, gt, n_classes: int, boundary_class: int | None, ignore_index: in
         from tqdm import tqdm
 
         for pair in tqdm(pair_predictions(pred, gt), desc="evaluating", unit="image", disable=None if progress else True):
-            yield pair.name, pair.pred, pair.gt, read_prediction(pair, n_classes, boundary_class), read_ground_truth(
-                pair, n_classes, ignore_index
-            )
+            yield pair.name, pair.pred, pair.gt, read_prediction(pair, masks, boundary_class), read_ground_truth(pair, masks)
         return
-    prediction = interpret_prediction(np.asarray(pred), n_classes, boundary_class, "prediction array")
-    config = DataConfig(n_classes=n_classes, ignore_index=ignore_index)
-    yield "image", "prediction array", "ground-truth array", prediction, mask_to_classes(np.asarray(gt), config, "ground-truth array")
+    prediction = interpret_prediction(np.asarray(pred), masks, boundary_class, "prediction array")
+    yield "image", "prediction array", "ground-truth array", prediction, mask_to_classes(np.asarray(gt), masks, "ground-truth array")
 
 
 def format_summary(results: dict) -> str:

@@ -122,13 +122,13 @@ def _roles(paths: list[Path]) -> dict[str, Path]:
     return {"labels": roles.get("labels"), "probs": roles.get("probs"), "instances": roles.get("instances")}
 
 
-def read_prediction(pair: PredictionPair, n_classes: int, boundary_class: int | None) -> Prediction:
+def read_prediction(pair: PredictionPair, masks: DataConfig, boundary_class: int | None) -> Prediction:
     """Class ids from the label file (or the probabilities' argmax), foreground from the probabilities (or labels)."""
     from_probs = from_labels = None
     if pair.probs is not None:
-        from_probs = interpret_prediction(read_image(pair.probs, pair.page), n_classes, boundary_class, pair.probs)
+        from_probs = interpret_prediction(read_image(pair.probs, pair.page), masks, boundary_class, pair.probs)
     if pair.labels is not None:
-        from_labels = interpret_prediction(read_image(pair.labels, pair.page), n_classes, boundary_class, pair.labels)
+        from_labels = interpret_prediction(read_image(pair.labels, pair.page), masks, boundary_class, pair.labels)
     prediction = from_probs or from_labels
     if from_probs is not None and from_labels is not None:
         check_same_size(from_labels.classes, from_probs.classes, pair.labels, pair.probs)
@@ -148,16 +148,22 @@ def check_same_size(array: np.ndarray, reference: np.ndarray, path: Path, refere
         )
 
 
-def interpret_prediction(array: np.ndarray, n_classes: int, boundary_class: int | None, source) -> Prediction:
-    """A (C, H, W) or (H, W) prediction array -> class ids and foreground probability (see the module doc)."""
+def interpret_prediction(array: np.ndarray, masks: DataConfig, boundary_class: int | None, source) -> Prediction:
+    """A (C, H, W) or (H, W) prediction array -> class ids and foreground probability (see the module doc).
+
+    `masks` is the mask convention (class count; for a colour-coded run, its colours, which its label images use).
+    """
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[None]
     if np.issubdtype(array.dtype, np.floating):
-        return _from_probabilities(array, n_classes, boundary_class, source)
-    if array.shape[0] != 1 and not all(np.array_equal(array[0], c) for c in array[1:]):
+        return _from_probabilities(array, masks.n_classes, boundary_class, source)
+    if masks.mask_kind == "colours" and array.shape[0] == 3:
+        classes = mask_to_classes(array.transpose(1, 2, 0), masks, path=source)
+    elif array.shape[0] != 1 and not all(np.array_equal(array[0], c) for c in array[1:]):
         raise UserError(f"label image has {array.shape[0]} different channels", path=source, fix="save labels as one channel")
-    classes = mask_to_classes(array[0].astype(np.int64), DataConfig(n_classes=n_classes), path=source)
+    else:
+        classes = mask_to_classes(array[0].astype(np.int64), DataConfig(n_classes=masks.n_classes), path=source)
     foreground = None if boundary_class is None else (classes != boundary_class).astype(np.float64)
     return Prediction(classes, foreground)
 
@@ -188,9 +194,8 @@ def _from_probabilities(probs: np.ndarray, n_classes: int, boundary_class: int |
     return Prediction(classes, foreground)
 
 
-def read_ground_truth(pair: PredictionPair, n_classes: int, ignore_index: int | None) -> np.ndarray:
-    raw = read_mask(pair.gt, pair.page)
-    return mask_to_classes(raw, DataConfig(n_classes=n_classes, ignore_index=ignore_index), path=pair.gt)
+def read_ground_truth(pair: PredictionPair, masks: DataConfig) -> np.ndarray:
+    return mask_to_classes(read_mask(pair.gt, pair.page), masks, path=pair.gt)
 
 
 def _size(array: np.ndarray) -> str:
