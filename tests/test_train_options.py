@@ -158,7 +158,7 @@ def test_momentum_weight_decay_and_grad_clip_drive_the_sgd_steps(train):
     ratio = WD * buffer_share / ((1 - LR * WD) - LR * WD * buffer_share)  # b2 / th2: 0.826 (momentum 0.99: 1.137)
     names = [name for name, _ in create_model("tiny").named_parameters()]  # the optimiser's parameter order
     for index, name in enumerate(names):
-        buffer, weight = state["optimizer"]["state"][index].get("momentum_buffer"), state["model"][name]
+        buffer, weight = state["optimizer"]["state"].get(index, {}).get("momentum_buffer"), state["model"][name]
         assert buffer is not None, f"{name}: no momentum buffer"
         torch.testing.assert_close(buffer, ratio * weight, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
     group = state["optimizer"]["param_groups"][0]
