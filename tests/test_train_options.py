@@ -172,9 +172,9 @@ def test_seed_changes_the_patches(train):
     base, same_seed, seeded = train(*ONE_STEP), train(*ONE_STEP, "--w0", "30"), train(*ONE_STEP, "--seed", "7")
     assert len(base.patches) == len(seeded.patches) == 2
     for a, b in zip(base.patches, same_seed.patches):
-        assert torch.equal(a["image"], b["image"]) and a["seed"] == b["seed"]
+        assert torch.equal(a["image"], b["image"]) and a["seed"] == b["seed"], "seed 0 twice: the same patches"
     for a, b in zip(base.patches, seeded.patches):
-        assert not torch.equal(a["image"], b["image"]) and a["seed"] != b["seed"]
+        assert not torch.equal(a["image"], b["image"]) and a["seed"] != b["seed"], "--seed 7 drew the patches of seed 0"
 
 
 def _border_terms(trained: Trained) -> list[torch.Tensor]:
@@ -301,7 +301,8 @@ def test_flip_switch_reaches_augment_batch_and_mirrors(train):
     flipped = augment_batch(batch, dataclasses.replace(STILL, flip=True), input_size=32, target_size=32)[0]
     mirrored = [torch.allclose(f, s.flip(-1), atol=1e-4) for f, s in zip(flipped, still)]
     kept = [torch.allclose(f, s, atol=1e-4) for f, s in zip(flipped, still)]
-    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
+    assert all(m or k for m, k in zip(mirrored, kept)), "a flip either mirrors a patch or leaves it"
+    assert any(mirrored) and any(kept), f"mirrored {sum(mirrored)} of {len(mirrored)} patches; about half expected"
 
 
 # --------------------------------------------------------------------------- recipes, resume, signals, errors
