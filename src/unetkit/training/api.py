@@ -44,7 +44,9 @@ def train(
     called on every process. `build_model(model_config)` makes the network
     (default `UNet`); another architecture, for comparisons, must answer
     UNet's size questions (`margin`, `valid_input_size`, ...) and is saved as
-    weights only: load it with its own class.
+    weights only: load it with its own class. SIGTERM and the time budget stop
+    the run cleanly and return; Ctrl-C (SIGINT) stops it cleanly too, then
+    raises KeyboardInterrupt once everything is saved (`unetkit train` exits 130).
     """
     hooks = dict(hooks or {})
     unknown_hooks = set(hooks) - set(HOOKS)
@@ -65,6 +67,8 @@ def train(
         # Leave together: a rank that tears gloo down while rank 0 still writes
         # its files aborts at exit ("terminate called without an active exception").
         distributed.barrier(world)
+        if ctx.interrupted:  # Ctrl-C: saved and stopped cleanly, but the caller must still learn of it
+            raise KeyboardInterrupt
     finally:
         if joined_here:
             distributed.shutdown()

@@ -23,6 +23,7 @@ class Stopper:
         self.ctx, self.begin, self.start_elapsed = ctx, time.perf_counter(), loop.elapsed
         self.budget = ctx.run.time_budget * 60 if ctx.run.time_budget else None
         self.signalled = False
+        self.interrupted = False  # SIGINT (Ctrl-C) among the signals: `train` re-raises it once the run is saved
         self.last = (0.0, 0.0)  # (stop, progress) agreed for the current step
         self._checked_step = -1
 
@@ -59,6 +60,7 @@ class Stopper:
             return
         def handler(signum, frame):  # noqa: ARG001
             self.signalled = True
+            self.interrupted |= signum == signal.SIGINT
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
