@@ -151,7 +151,7 @@ def test_model_options(padding, norm, upsample, attention, residual, channels, c
     ))
 
 
-@pytest.mark.parametrize("norm,residual,attention", itertools.product(["none", "batch", "group"], [False, True], [False, True]))
+@pytest.mark.parametrize("norm,residual,attention", list(itertools.product(["none", "batch", "group"], [False, True], [False, True])))
 def test_strided_stem_options(norm, residual, attention):
     check_model(ModelConfig(
         in_channels=3, n_classes=3, depth=2, base_width=4, padding="same", norm=norm, residual=residual,
