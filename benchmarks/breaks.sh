@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # Mutation check for the tests of issue #18: each guarded behaviour broken by a one-line sed, its test run, the file restored.
-# Break each guarded behaviour with a one-line change, run its test, restore. Prints the failing assertion.
 cd "$(dirname "$0")/.."
 run() {  # file, sed expression, test path
   cp "$1" /tmp/break_backup
