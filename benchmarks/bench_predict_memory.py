@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--stream-above", default="0", help="passed to unetkit predict (megapixels)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `unetkit predict` flags")
     parser.add_argument("--no-save", action="store_true", help="print only")
+    parser.add_argument("--note", default="", help="what this run measures (e.g. the code variant), saved in the JSON")
     args = parser.parse_args()
 
     rows = []
@@ -104,6 +105,7 @@ def main() -> None:
     print(f"s/MP largest / smallest: {linearity:.2f} (1.0 = linear)   peak RSS {peak:.0f} MB (target < {TARGET_RSS_MB} MB)")
     if not args.no_save:
         save("predict_memory", {
+            "note": args.note,
             "preset": args.preset,
             "flags": ["--stream-above", args.stream_above, *args.extra],
             "rows": rows,

@@ -1,3 +1,4 @@
+import errno
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from unetkit.checkpoint import save_config, save_weights
 from unetkit.config import DataConfig
 from unetkit.data import normalize
 from unetkit.io import read_image, write_image
-from unetkit.prediction import PredictConfig, Predictor, predict_files, probability_fn, to_probabilities
+from unetkit.prediction import PredictConfig, Predictor, predict_files, probability_fn, to_probabilities, writers
 from unetkit.prediction.backends import DIHEDRAL, _transform, _untransform
 from unetkit.prediction.postprocess import InstanceConfig
 
@@ -148,6 +149,67 @@ def test_streamed_outputs_equal_in_memory_outputs(tmp_path, run_dir):
     with tifffile.TiffFile(tmp_path / "stream/big_labels.tif") as tif:
         assert tif.pages[0].is_tiled
     assert read_image(tmp_path / "stream/big_overlay.png").shape == (3, 300, 520)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_streamed_probabilities_are_a_tiled_float32_yxs_tiff(tmp_path, k):
+    run = make_run(tmp_path / "run", tiny(n_classes=k))
+    tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(8).integers(0, 255, (300, 280), dtype=np.uint8))
+    only_probs = dict(tile_size=128, overlay=False)
+    predict_files(run, [tmp_path / "x.tif"], tmp_path / "mem", PredictConfig(**only_probs))
+    predict_files(run, [tmp_path / "x.tif"], tmp_path / "stream", PredictConfig(stream_above_mpix=0.01, **only_probs))
+    expected = read_image(tmp_path / "mem/x_probs.tif")  # (K, H, W)
+    np.testing.assert_allclose(read_image(tmp_path / "stream/x_probs.tif"), expected, atol=1e-6)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "stream/x_probs.tif"), expected.transpose(1, 2, 0).squeeze(-1 if k == 1 else None), atol=1e-6)
+    with tifffile.TiffFile(tmp_path / "stream/x_probs.tif") as tif:
+        page = tif.pages[0]
+        assert (page.dtype, page.tilelength, page.tilewidth, page.samplesperpixel) == (np.float32, 256, 256, k)
+
+
+@pytest.mark.parametrize("channels", [(), (3,)])
+def test_tile_cutter_recuts_bands_of_any_heights_in_tiff_tile_order(channels):
+    image = np.random.default_rng(9).random((70, 50, *channels))
+    cuts = [0, 5, 6, 30, 31, 70]  # bands shorter than a tile, ending on a tile edge, spanning two
+    cutter = writers._TileCutter(tile=16)
+    tiles = [tile for a, b in zip(cuts, cuts[1:]) for tile in cutter.cut(image[a:b])] + cutter.finish()
+    expected = [image[y : y + 16, x : x + 16] for y in range(0, 70, 16) for x in range(0, 50, 16)]
+    assert len(tiles) == len(expected)
+    for got, want in zip(tiles, expected):
+        np.testing.assert_array_equal(got, want)
+    assert not any(np.shares_memory(tile, image) for tile in tiles)  # a view would keep its whole band alive
+
+
+@pytest.mark.parametrize("height", [512, 300])  # whole rows of tiles, and a shorter last row
+def test_tiled_tiff_writes_bands_of_any_heights(tmp_path, height):
+    image = np.random.default_rng(10).random((height, 300, 2)).astype(np.float32)
+    with writers._tiled_tiff(tmp_path / "x.tif", image.shape, np.float32, photometric="minisblack", planarconfig="contig") as write:
+        for top in range(0, height, 100):
+            write(image[top : top + 100])
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "x.tif"), image)
+
+
+def test_a_writer_thread_may_end_once_it_has_all_it_needs():
+    taken = []
+    with writers._in_thread(lambda items: taken.append(next(items))) as send:
+        for item in range(5):  # the queue holds one: sending blocks until the thread has ended, then drops the rest
+            send(item)
+    assert taken == [0]
+
+
+def test_failure_in_the_probability_writer_leaves_no_partial_file(tmp_path, run_dir, monkeypatch):
+    write = tifffile.TiffWriter.write
+
+    def failing(self, data, *args, dtype=None, **kwargs):
+        if dtype == np.float32:  # the probabilities' writer: take one tile, then the disk fills up
+            next(data)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, data, *args, dtype=dtype, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffWriter, "write", failing)
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((200, 200), np.uint8))
+    with pytest.raises(UserError, match=r"img_probs.tif: cannot write \(No space left on device\)"):
+        predict_files(run_dir, [tmp_path / "img.tif"], tmp_path / "out", PredictConfig(tile_size=32, stream_above_mpix=0.001))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predict_config.json"]
 
 
 def test_wrong_channel_count_names_the_file(tmp_path, run_dir):

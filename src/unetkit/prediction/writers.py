@@ -1,8 +1,9 @@
 """Files in, files out: input discovery, and the label, probability, overlay and instance files of each image.
 
 Images above `stream_above_mpix` megapixels are streamed: read tile by tile,
-labels written band by band to a tiled, compressed TIFF and probabilities to
-a float32 TIFF, so peak memory follows the tile batch, not the image.
+labels and float32 probabilities written band by band to tiled TIFFs (by
+tifffile, each in a thread), so peak memory follows the tile batch, not the
+image.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import queue
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +131,7 @@ def _instance_image(probs: np.ndarray, config: InstanceConfig) -> np.ndarray:
 
 
 def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path) -> list[Path]:
-    """Labels to a tiled TIFF and probabilities to a memory-mapped TIFF, band by band; a downsampled overlay."""
-    import tifffile
+    """Labels and probabilities to tiled TIFFs, band by band; a downsampled overlay."""
     from tqdm import tqdm
 
     config, k = predictor.config, predictor.n_classes
@@ -142,63 +144,145 @@ def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path) -> 
     labels_path, probs_path = out_dir / f"{item.name}_labels.tif", out_dir / f"{item.name}_probs.tif"
     thumbnail: list[np.ndarray] = []
     grid = predictor.grid(height, width)
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:  # each writer closes before its atomic_path renames (or removes) its file
         progress = stack.enter_context(tqdm(total=grid.count, unit="tile", desc=item.name, leave=False, disable=None))
         labels_tmp = stack.enter_context(atomic_path(labels_path))
-        probs_file = _ProbabilityTiff(stack.enter_context(atomic_path(probs_path)), k, height, width) if config.probabilities else None
-
-        def label_bands() -> Iterator[np.ndarray]:
-            for top, band in predictor.bands(source, stats, progress):
-                if probs_file is not None:
-                    probs_file.write(top, band)
-                labels = labels_from(band)
-                thumbnail.append(labels[(-top) % step :: step, ::step])
-                yield label_image(labels, k)
-
-        big = height * width * dtype.itemsize > 2**31
-        with tifffile.TiffWriter(labels_tmp, bigtiff=big) as tif:
-            tiles = _output_tiles(label_bands())
-            tif.write(tiles, shape=(height, width), dtype=dtype, tile=(OUTPUT_TILE, OUTPUT_TILE), compression="zlib")
-    written = [labels_path] + ([probs_path] if probs_file is not None else [])
+        write_labels = stack.enter_context(_tiled_tiff(labels_tmp, (height, width), dtype, compression="zlib"))
+        write_probs = None
+        if config.probabilities:  # float32 (H, W) or (H, W, K): `read_image` returns (K, H, W)
+            shape = (height, width) if k == 1 else (height, width, k)
+            layout = {"photometric": "minisblack"} | ({} if k == 1 else {"planarconfig": "contig", "metadata": {"axes": "YXS"}})
+            probs_tmp = stack.enter_context(atomic_path(probs_path))
+            write_probs = stack.enter_context(_tiled_tiff(probs_tmp, shape, np.float32, **layout))
+        for top, band in predictor.bands(source, stats, progress):
+            if write_probs is not None:
+                write_probs(band[0] if k == 1 else band.transpose(1, 2, 0))
+            labels = labels_from(band)
+            thumbnail.append(labels[(-top) % step :: step, ::step])
+            write_labels(label_image(labels, k))
+    written = [labels_path] + ([probs_path] if config.probabilities else [])
     if config.overlay:
         written.append(out_dir / f"{item.name}_overlay.png")
         write_image(written[-1], overlay(strided_sample(source, step), np.concatenate(thumbnail), k))
     return written
 
 
-def _output_tiles(bands: Iterator[np.ndarray], tile: int = OUTPUT_TILE) -> Iterator[np.ndarray]:
-    """Re-cut bands of rows (any heights, top to bottom) into tile x tile blocks in TIFF tile order."""
-    pending = None
-    for band in bands:
-        pending = band if pending is None else np.concatenate([pending, band])
-        while pending.shape[0] >= tile:
-            yield from (pending[:tile, x : x + tile] for x in range(0, pending.shape[1], tile))
-            pending = pending[tile:]
-    if pending is not None and len(pending):
-        yield from (pending[:, x : x + tile] for x in range(0, pending.shape[1], tile))
+@contextlib.contextmanager
+def _tiled_tiff(path: Path, shape: tuple[int, ...], dtype, **options):
+    """Yield `write(band)`: (rows, W[, K]) bands, top to bottom, become a TIFF tiled OUTPUT_TILE x OUTPUT_TILE.
+
+    tifffile's writer pulls its tiles from an iterator, so it runs in a thread
+    of its own, fed one tile at a time. BigTIFF over 2 GiB. `buffersize` caps
+    what tifffile compresses in one pass: its default (512 MiB, with several
+    workers on a many-core machine) would read that far ahead.
+    """
+    import tifffile
+
+    def write_tiles(tiles: Iterator[np.ndarray]) -> None:
+        big = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2**31
+        with tifffile.TiffWriter(path, bigtiff=big) as tif:
+            tif.write(tiles, shape=shape, dtype=dtype, tile=(OUTPUT_TILE, OUTPUT_TILE), buffersize=2**24, **options)
+
+    cutter = _TileCutter()
+
+    def write(band: np.ndarray) -> None:
+        for tile in cutter.cut(band):
+            send(tile)
+
+    with _in_thread(write_tiles) as send:
+        yield write
+        for tile in cutter.finish():
+            send(tile)
 
 
-class _ProbabilityTiff:
-    """A float32 (H, W, K) TIFF filled band by band through short-lived memory maps (so RSS stays small)."""
+class _TileCutter:
+    """Cuts (rows, W[, K]) bands of any heights, given top to bottom, into tile x tile blocks in TIFF tile order.
 
-    def __init__(self, path: Path, n_classes: int, height: int, width: int):
-        import tifffile
+    Each tile is a fresh array, made as it is taken: a view would keep its
+    whole band alive (and tifffile holds its first tile to the end), and
+    tifffile copies a strided tile anyway. The rows of a row of tiles that
+    straddles two bands wait as one copy per tile (`rest`): no array the size
+    of a band is made or kept, which keeps peak memory that of the bands alone.
+    """
 
-        self.path, self.k, self.width = path, n_classes, width
-        shape = (height, width) if n_classes == 1 else (height, width, n_classes)
-        layout = {} if n_classes == 1 else {"planarconfig": "contig", "metadata": {"axes": "YXS"}}
-        big = height * width * n_classes * 4 > 2**31
-        array = tifffile.memmap(path, shape=shape, dtype=np.float32, photometric="minisblack", bigtiff=big, **layout)
-        self.offset = array.offset
-        del array
+    def __init__(self, tile: int = OUTPUT_TILE):
+        self.tile, self.rest = tile, []
 
-    def write(self, top: int, band: np.ndarray) -> None:
-        rows = band.shape[1]
-        offset = self.offset + top * self.width * self.k * 4
-        array = np.memmap(self.path, np.float32, "r+", offset=offset, shape=(rows, self.width, self.k))
-        array[:] = band.transpose(1, 2, 0)
-        array.flush()
-        del array
+    def cut(self, band: np.ndarray) -> Iterator[np.ndarray]:
+        """The tiles that `band` completes (take them all before the next band)."""
+        t = self.tile
+        if self.rest:  # finish the unfinished row of tiles from the top of this band
+            top = t - len(self.rest[0])
+            joined = (np.concatenate([r, c]) for r, c in zip(self.rest, self._columns(band[:top])))
+            if len(band) < top:
+                self.rest = list(joined)
+                return
+            self.rest = []
+            yield from joined
+            band = band[top:]
+        whole = len(band) // t * t
+        for y in range(0, whole, t):
+            yield from (column.copy() for column in self._columns(band[y : y + t]))
+        self.rest = [column.copy() for column in self._columns(band[whole:])] if whole < len(band) else []
+
+    def finish(self) -> list[np.ndarray]:
+        """The last, shorter row of tiles (if any) after the last band."""
+        return self.rest
+
+    def _columns(self, rows: np.ndarray) -> list[np.ndarray]:
+        return [rows[:, x : x + self.tile] for x in range(0, rows.shape[1], self.tile)]
+
+
+_END, _ABANDON = object(), object()
+
+
+@contextlib.contextmanager
+def _in_thread(consume: Callable[[Iterator], None], queued: int = 1):
+    """Run `consume(items)` in a thread; yield `send(item)`, which feeds it through a queue of `queued` items.
+
+    For a consumer that pulls (tifffile's writer) fed by a loop that pushes.
+    A failure in the thread is raised by `send` and on leaving; a failure in
+    the body stops the thread (its writer closes) before it propagates. A
+    thread that ends without error has taken all it needs: later items are dropped.
+    """
+    items: queue.Queue = queue.Queue(queued)
+    errors: list[BaseException] = []
+
+    def received() -> Iterator:
+        while (item := items.get()) is not _END:
+            if item is _ABANDON:
+                raise RuntimeError("abandoned: the producer failed")
+            yield item
+
+    def run() -> None:
+        try:
+            consume(received())
+        except BaseException as exc:  # handed to the producer's thread, raised there
+            errors.append(exc)
+
+    def put(item) -> bool:
+        while thread.is_alive():  # a dead consumer would leave a full queue blocking forever
+            with contextlib.suppress(queue.Full):
+                items.put(item, timeout=0.1)
+                return True
+        return False
+
+    def send(item) -> None:
+        if not put(item) and errors:  # a thread that ended without error needed nothing more
+            raise errors[0]
+
+    thread = threading.Thread(target=run, name="unetkit-writer", daemon=True)
+    thread.start()
+    try:
+        yield send
+    except BaseException:
+        put(_ABANDON)
+        thread.join()
+        raise
+    put(_END)
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 def predict_files(model_or_run, inputs: Sequence[str | Path], out_dir: str | Path, config: PredictConfig = PredictConfig()) -> list[Path]:
