@@ -39,8 +39,7 @@ from crashing import (
     crash_prediction,
     crash_training,
     make_data,
-    run_to_end,
-    train_command,
+    straight_run,
     weights_equal,
 )
 
@@ -77,9 +76,8 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_data(tmp / "data")
         steps = 15 * args.train_kills  # a kill takes 1-10 steps (metrics.csv is written once an epoch): margin
-        run_to_end(train_command(data, tmp / "straight", resume=False, steps=steps), tmp / "straight")
+        data, _ = straight_run(tmp, steps)
         train_kills = crash_training(data, tmp / "crashed", training_triggers(args.train_kills), steps)
         same = weights_equal(tmp / "straight", tmp / "crashed")
         many = make_data(tmp / "many", count=PREDICTED_IMAGES, side=128)

@@ -272,6 +272,13 @@ def run_to_end(command: list[str], folder: Path) -> None:
     kill_when(command, folder, Never(), timeout=3600)
 
 
+def straight_run(folder: Path, steps: int = STEPS) -> tuple[Path, Path]:
+    """Fresh data under `folder` and an uninterrupted run of it: the reference a crashed run must equal."""
+    data = make_data(folder / "data")
+    run_to_end(train_command(data, folder / "straight", resume=False, steps=steps), folder / "straight")
+    return data, folder / "straight"
+
+
 # --------------------------------------------------------------------------- checks
 
 

@@ -42,13 +42,7 @@ from unetkit.training.options import write_recipe
 DISK_FULL = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy machine, more can spin-wait 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- failure injection

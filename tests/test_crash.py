@@ -16,8 +16,7 @@ from crashing import (
     crash_prediction,
     crash_training,
     make_data,
-    run_to_end,
-    train_command,
+    straight_run,
     weights_equal,
 )
 
@@ -27,18 +26,15 @@ PREDICTED_IMAGES = 8
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """The data and an uninterrupted run of it."""
-    tmp = tmp_path_factory.mktemp("crash")
-    data = make_data(tmp / "data")
-    run_to_end(train_command(data, tmp / "straight", resume=False), tmp / "straight")
-    return data, tmp / "straight"
+    return straight_run(tmp_path_factory.mktemp("crash"))
 
 
 def test_training_killed_after_a_checkpoint_mid_write_and_at_a_step_resumes_exactly(straight, tmp_path):
-    data, straight_run = straight
+    data, reference = straight
     # AtStep(12) from where the mid-write kill left it (step 2 or 3): mid-epoch, after the first validation (step 10).
     kills = crash_training(data, tmp_path / "crashed", [AfterFirstCheckpoint(), MidWrite(), AtStep(12)])
     assert [kill.landed for kill in kills] == [kill.intended for kill in kills], kills
-    assert weights_equal(straight_run, tmp_path / "crashed")
+    assert weights_equal(reference, tmp_path / "crashed")
     assert not list((tmp_path / "crashed").glob(".*.tmp")), "a resumed run keeps the temporary files of killed writes"
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from unetkit.cli import main
 from unetkit.io import read_image, read_mask
@@ -45,13 +44,7 @@ IOU_MARGIN = 0.03  # mean IoU above the best baseline's
 ERROR_RATIO = 0.9  # pixel error at most this share of the best baseline's
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Train on one thread: on a shared, loaded CPU two intra-op threads ran these tests ~13x slower (152 s vs 12 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
