@@ -12,7 +12,7 @@ torchvision, whose CPU build does not exist for this machine's torch).
     .venv/bin/python benchmarks/accuracy_isbi.py                  # 15 min each
     .venv/bin/python benchmarks/accuracy_isbi.py --minutes 0.3 --only unetkit-default   # a quick check
     .venv/bin/python benchmarks/accuracy_isbi.py --rescore --only monai-UNet    # predict + score a finished run again
-    .venv/bin/python benchmarks/accuracy_isbi.py --cpu-bf16 --out runs/accuracy_isbi_bf16   # everyone in bf16 autocast
+    .venv/bin/python benchmarks/accuracy_isbi.py --no-cpu-bf16 --out runs/accuracy_isbi_fp32   # everyone in fp32
     .venv/bin/python benchmarks/accuracy_isbi.py --rescore --tta     # finished runs predicted with the paper's 8-pose averaging
     .venv/bin/python benchmarks/accuracy_isbi.py --steps 1900 --only unetkit-default   # a recorded run's steps, any load
 
@@ -112,7 +112,7 @@ DEFAULT_RUN = ["unetkit-default", "monai-BasicUNet", "monai-UNet"]
 
 
 def run_contender(name: str, data: Path, out: Path, minutes: float, seed: int, rescore: bool = False,
-                  cpu_bf16: bool = False, tta: bool = False, steps: int | None = None) -> dict:
+                  cpu_bf16: bool | None = None, tta: bool = False, steps: int | None = None) -> dict:
     preset, build, overrides = CONTENDERS[name]
     run = out / name
     if not rescore:
@@ -186,7 +186,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="train each contender for this many steps instead of --minutes "
                         "(e.g. a recorded run's step count, to repeat it on a machine that is not quiet)")
     parser.add_argument("--rescore", action="store_true", help="predict and score the runs already in --out, no training")
-    parser.add_argument("--cpu-bf16", action="store_true", help="train every contender with bf16 autocast (CPUs with AVX512-BF16/AMX)")
+    parser.add_argument("--cpu-bf16", action=argparse.BooleanOptionalAction,
+                        help="bf16 autocast for every contender (default: unetkit's, on where the CPU has AVX512-BF16/AMX)")
     parser.add_argument("--tta", action="store_true", help="predict every contender as the paper did: the mean over 8 flips/rotations")
     args = parser.parse_args()
 
@@ -201,7 +202,7 @@ def main() -> None:
         print(f"== {name}: " + ("rescored" if args.rescore else length), flush=True)
         results[name] = run_contender(name, args.data, args.out, args.minutes, args.seed, args.rescore, args.cpu_bf16, args.tta,
                                        args.steps)
-        tag = "-bf16" if args.cpu_bf16 else ""
+        tag = {True: "-bf16", False: "-fp32", None: ""}[args.cpu_bf16]
         shutil.copyfile(results[name]["curves"], RESULTS / f"accuracy_isbi-{name}{tag}-curves.png")
         print_table(results)
     save("accuracy_isbi", {"minutes_each": None if args.steps else args.minutes, "steps_each": args.steps, "held_out": HELD_OUT, "all_cell_pixel_error": baseline,

@@ -1,117 +1,155 @@
-"""How much of a training step goes to data: loading + augmentation + weight maps.
+"""Training speed side by side: samples/s of whole runs, and where a step's time goes.
 
-Trains the chosen preset for two short epochs and reads the second epoch's
-row of metrics.csv (the engine times every step: waiting for the next batch,
-cropping included, plus the on-device augmentation, against the whole step).
-It also times the parts alone: the one-off weight maps per image, the crop
-per sample and the augmentation per batch. Prints a table and saves dated
-JSON with machine information under benchmarks/results/.
+Each contender trains in its own process on ISBI 2012 (sections 00-24; 25-29
+validate, as in accuracy_isbi.py) for the same wall-clock budget through
+`unetkit.train`, one after the other, in one invocation:
 
-    .venv/bin/python benchmarks/bench_train.py                 # full figures (ISBI 2012, default preset)
-    .venv/bin/python benchmarks/bench_train.py --steps 4 --patch-size 128   # a quick check
+- `before`: the default preset as the previous release trained it: fp32,
+  contiguous tensors, validation after every epoch, glibc's default malloc;
+- `default`: the default preset with today's defaults (bf16 autocast where the
+  CPU has it natively, channels_last, validation within 10% of the time,
+  freed memory kept);
+- `monai-UNet`, `monai-BasicUNet`: MONAI's networks through the same loop with
+  today's defaults, their fastest settings here (pip install -r benchmarks/requirements.txt).
 
-Target (issue 3): data share < 20% of a step for the default preset.
+Samples/s counts every second of `fit` (validation and checkpoints
+included); the breakdown times forward, backward and optimizer on one fixed
+batch, and reads the data and validation shares off the run's metrics.csv.
+
+    .venv/bin/python benchmarks/bench_train.py                        # 3 min each (~14 min)
+    .venv/bin/python benchmarks/bench_train.py --minutes 0.3 --only before default   # a quick check
+
+Target (issue 17): `default` >= 2.5x the samples/s of `before`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import torch
-
-import unetkit
-from unetkit.config import AugmentConfig, DataConfig
-from unetkit.data import PatchDataset, load_examples, pair_files
-from unetkit.data.augment import augment_batch, required_slack
-from unetkit.data.weightmap import balancing_weights, class_frequencies, weight_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
+HELD_OUT = ("25", "26", "27", "28", "29")
+BEFORE = {"cpu_bf16": False, "channels_last": False, "val_share": 1.0}  # the previous release's settings
+CONTENDERS = {"before": ("default", BEFORE), "default": ("default", {}),
+              "monai-UNet": ("monai-UNet", {}), "monai-BasicUNet": ("monai-BasicUNet", {})}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=ISBI / "images")
-    parser.add_argument("--masks", type=Path, default=ISBI / "labels")
-    parser.add_argument("--preset", default="default")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--patch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=20, help="steps per measured epoch")
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data", type=Path, default=ISBI)
+    parser.add_argument("--minutes", type=float, default=3.0, help="training time per contender")
+    parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not args.images.is_dir():
-        sys.exit(f"no images at {args.images}: pass --images and --masks")
+    if not (args.data / "images").is_dir():
+        sys.exit(f"no images at {args.data / 'images'}: pass --data")
+    if args.child:
+        print(json.dumps(measure(args.child, args.data, args.minutes)))
+        return
+    results = {}
+    for name in args.only:  # one fresh process each: the allocator setting is process-wide
+        child = [sys.executable, __file__, "--child", name, "--data", str(args.data), "--minutes", str(args.minutes)]
+        results[name] = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        print(f"{name}: {results[name]['samples_per_s']:.1f} samples/s", flush=True)
+    print_table(results)
+    save("bench_train", {"minutes": args.minutes, "results": results, "command": " ".join(sys.argv)})
 
-    parts = time_parts(args)
+
+def measure(name: str, data: Path, minutes: float) -> dict:
+    """Train `name` for `minutes`, then time its step's parts; runs in a child process."""
+    import torch
+
+    import unetkit
+    from unetkit.training import api
+
+    network, overrides = CONTENDERS[name]
+    if name == "before":
+        api.keep_freed_memory = lambda: None  # glibc's default allocator, as the previous release had
     with tempfile.TemporaryDirectory() as tmp:
-        run = unetkit.train(
-            args.images, args.masks, Path(tmp) / "run", preset=args.preset, batch_size=args.batch_size,
-            patch_size=args.patch_size, steps=2 * args.steps, samples_per_epoch=args.steps * args.batch_size,
-            workers=args.workers, device=args.device, progress=False,
-        )
-        row = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))[1]  # the second epoch: warmed up
-    result = {
-        "preset": args.preset, "batch_size": args.batch_size, "patch_size": args.patch_size, "workers": args.workers,
-        "step_s": float(row["step_s"]), "samples_per_s": float(row["samples_per_s"]),
-        "data_share": float(row["data_share"]), **parts,
+        run = Path(tmp) / "run"
+        unetkit.train(data / "images", data / "labels", run, time_budget=minutes, val_names=HELD_OUT,
+                      build_model=builder(network), progress=False, **overrides)
+        rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+        elapsed = torch.load(run / "train_state.pt", weights_only=True)["loop"]["elapsed"]
+    steps = int(rows[-1]["step"])
+    train_s = [float(r["step_s"]) * _steps(rows, i) for i, r in enumerate(rows) if r.get("step_s")]
+    data_s = [float(r["data_share"]) * t for r, t in zip((r for r in rows if r.get("step_s")), train_s)]
+    return {
+        "steps": steps, "fit_s": elapsed, "samples_per_s": steps * 4 / elapsed,
+        "validations": sum(bool(r.get("val_s")) for r in rows),
+        "validation_share": sum(float(r["val_s"]) for r in rows if r.get("val_s")) / elapsed,
+        "data_share": sum(data_s) / elapsed, **step_parts(network, overrides),
     }
-    print_table(result, torch.get_num_threads())
-    save("bench_train", result)
 
 
-def time_parts(args) -> dict:
-    """The data pipeline's parts, timed alone on the same images."""
-    pairs = pair_files(args.images, args.masks)[:5]
-    examples, _, config = load_examples(pairs, [], DataConfig(), progress=False)
-    w_c = balancing_weights(class_frequencies([e.classes for e in examples], 2))
-    begin = time.perf_counter()
-    for example in examples:
-        example.weight = weight_map(example.classes, w_c)
-    weight_s = (time.perf_counter() - begin) / len(examples)
-    augment = AugmentConfig()
-    dataset = PatchDataset(examples, target=args.patch_size, slack=required_slack(augment, args.patch_size))
-    begin = time.perf_counter()
-    items = [dataset[i] for i in range(4 * args.batch_size)]
-    crop_s = (time.perf_counter() - begin) / len(items)
-    batch = torch.utils.data.default_collate(items[: args.batch_size])
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    batch = {k: v.to(device) for k, v in batch.items()}
-    augment_batch(batch, augment, input_size=args.patch_size, target_size=args.patch_size)  # warm-up
-    begin = time.perf_counter()
-    for _ in range(3):
-        augment_batch(batch, augment, input_size=args.patch_size, target_size=args.patch_size)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return {"weight_map_s_per_image_once": weight_s, "crop_s_per_sample": crop_s,
-            "augment_s_per_batch": (time.perf_counter() - begin) / 3, "image_size": list(examples[0].shape)}
+def _steps(rows: list[dict], i: int) -> int:
+    return int(rows[i]["step"]) - (int(rows[i - 1]["step"]) if i else 0)
 
 
+def builder(network: str):
+    if network == "default":
+        from unetkit import UNet
+
+        return UNet
+    from accuracy_isbi import CONTENDERS as PEERS
+
+    return PEERS[network][1]
 
 
-def print_table(r: dict, threads: int) -> None:
-    rows = [
-        ("step (s)", f"{r['step_s']:.3f}"),
-        ("samples / s", f"{r['samples_per_s']:.1f}"),
-        ("data share of a step (target < 20%)", f"{r['data_share']:.1%}"),
-        ("  crop, per sample (s)", f"{r['crop_s_per_sample']:.4f}"),
-        ("  augmentation, per batch (s)", f"{r['augment_s_per_batch']:.4f}"),
-        ("weight map, once per image (s)", f"{r['weight_map_s_per_image_once']:.3f}"),
-    ]
-    print(f"{r['preset']} preset, batch {r['batch_size']}, patch {r['patch_size']}, workers {r['workers']}, "
-          f"{threads} torch threads, torch {torch.__version__}")
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>10}")
+def step_parts(network: str, overrides: dict, repeats: int = 10) -> dict:
+    """Median seconds of forward, backward and optimizer on one batch of 4 x 256^2, as training runs them."""
+    import torch
+
+    from unetkit import RunConfig
+    from unetkit.model import make_loss, preset_config
+    from unetkit.training.setup import _amp_dtype, _memory_format
+
+    run = RunConfig(**{k: v for k, v in overrides.items() if k != "val_share"})
+    fmt, amp = _memory_format(run), _amp_dtype(run, torch.device("cpu"))
+    net = builder(network)(preset_config("default", n_classes=2)).to(memory_format=fmt)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    loss_fn = make_loss("ce", class_weights=torch.tensor([1.0, 3.0]))
+    image = torch.randn(4, 1, 256, 256).contiguous(memory_format=fmt)
+    mask, weight = torch.randint(0, 2, (4, 256, 256)), torch.rand(4, 256, 256) + 1
+    times = {"forward_s": [], "backward_s": [], "optimizer_s": []}
+    for i in range(repeats + 3):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+            logits = net(image)
+        loss = loss_fn(logits.float(), mask, weight)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        t3 = time.perf_counter()
+        if i >= 3:  # warmed up
+            for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                times[key].append(seconds)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def print_table(results: dict) -> None:
+    base = results.get("before", {}).get("samples_per_s")
+    print(f"\n{'contender':<16} {'steps':>6} {'samples/s':>10} {'x before':>9} {'fwd ms':>7} {'bwd ms':>7} "
+          f"{'opt ms':>7} {'data':>6} {'valid.':>7}")
+    for name, r in results.items():
+        ratio = f"{r['samples_per_s'] / base:.2f}" if base else "-"
+        print(f"{name:<16} {r['steps']:>6} {r['samples_per_s']:>10.1f} {ratio:>9} {r['forward_s'] * 1e3:>7.0f} "
+              f"{r['backward_s'] * 1e3:>7.0f} {r['optimizer_s'] * 1e3:>7.0f} {r['data_share']:>6.1%} "
+              f"{r['validation_share']:>7.1%} ({r['validations']})")
 
 
 if __name__ == "__main__":

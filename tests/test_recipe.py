@@ -102,5 +102,7 @@ def test_validation_scores_the_probabilities_prediction_writes_at_the_border(dat
     assert validated.shape == predicted.shape == (2, 45, 53)
     strip = np.zeros((45, 53), bool)
     strip[:6], strip[-6:], strip[:, :6], strip[:, -6:] = True, True, True, True
-    np.testing.assert_allclose(validated[:, strip], predicted[:, strip], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(validated, predicted, rtol=0, atol=1e-6)
+    # Training's channels_last model sums its convolutions in another order than the reloaded one: ~3e-6 apart.
+    # A wrong mirror at the border differs by orders of magnitude more.
+    np.testing.assert_allclose(validated[:, strip], predicted[:, strip], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(validated, predicted, rtol=0, atol=2e-5)

@@ -248,8 +248,10 @@ class RunConfig:
     time_budget: float | None = None  # minutes of training over all invocations; stops cleanly and saves
     workers: int = 0  # DataLoader worker processes (cropping only; augmentation runs on the device)
     device: str = "auto"
-    amp: bool = True  # mixed precision on CUDA only
-    cpu_bf16: bool = False  # bf16 autocast on a CPU with native bf16 (AVX512-BF16 or AMX)
+    amp: bool = True  # mixed precision on CUDA (bf16 where the GPU has it, else fp16)
+    cpu_bf16: bool | None = None  # bf16 autocast on a CPU; None: on where the CPU has it natively (AVX512-BF16 or AMX)
+    channels_last: bool = True  # NHWC tensors: faster convolutions on CPUs (oneDNN) and tensor cores
+    val_share: float = 0.1  # validation (with BN calibration) at most this share of the training time; >= 1: every epoch
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
     save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes
@@ -261,6 +263,8 @@ class RunConfig:
             raise ValueError(f"time_budget must be positive minutes, got {self.time_budget!r}")
         if self.workers < 0 or self.save_every < 0:
             raise ValueError("workers and save_every must be >= 0")
+        if not self.val_share > 0:
+            raise ValueError(f"val_share must be positive, got {self.val_share!r}")
 
 
 def _check_positive(name: str, value) -> None:

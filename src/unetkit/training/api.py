@@ -8,7 +8,7 @@ import torch
 
 from ..checkpoint import CONFIG_FILE, read_config
 from ..config import RunConfig
-from ..devices import resolve_device
+from ..devices import keep_freed_memory, resolve_device
 from ..errors import UserError
 from ..model import UNet
 from . import distributed
@@ -56,6 +56,8 @@ def train(
     recipe, run, split, given = _configs(out, recipe, run, options, resume)
     job = Job(Path(images), Path(masks), out, recipe, run, split, given, resume, hooks, progress)
     device = resolve_device(run.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     joined_here = not torch.distributed.is_initialized()  # leave a caller's process group alone
     world = distributed.init(device)
     if world.distributed and device.type == "cuda":

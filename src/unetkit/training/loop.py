@@ -80,16 +80,15 @@ def train_one_epoch(ctx: Context, loop: Loop, stream, stopper: Stopper) -> dict:
 
 
 def fit(ctx: Context, loop: Loop) -> Loop:
-    """Train until a stop condition; validate and checkpoint each epoch; returns the progress."""
+    """Train until a stop condition; checkpoint each epoch, validate on a time share; returns the progress."""
     stopper = Stopper(ctx, loop)
     stream = batch_stream(ctx, loop.step)
     with stopper.catching_signals(), contextlib.closing(stream):
         while not stopper.stop(loop):
             stats = train_one_epoch(ctx, loop, stream, stopper)
             loop.elapsed = stopper.elapsed()
-            _end_of_epoch(ctx, loop, stats)
-    if not loop.history or loop.history[-1]["step"] != loop.step:  # nothing ran (resumed at the end): record it
-        _end_of_epoch(ctx, loop, {})
+            _end_of_epoch(ctx, loop, stats, validating=stopper.stop(loop) or _validation_due(ctx, loop))
+    _validate_the_end(ctx, loop)
     # The stop was decided after the last validation and save: record the time it saw,
     # so a resumed run's budget counts validation too.
     loop.elapsed = stopper.elapsed()
@@ -103,16 +102,44 @@ def fit(ctx: Context, loop: Loop) -> Loop:
     return loop
 
 
-def _end_of_epoch(ctx: Context, loop: Loop, stats: dict) -> None:
-    """Validate, record a metrics row, keep the best weights, checkpoint."""
-    distributed.average_buffers(ctx.net, ctx.world)
-    calibrate_batch_norm(ctx)
+def _validation_due(ctx: Context, loop: Loop) -> bool:
+    """Whether validating now keeps validation within `val_share` of the time so far (the same on every rank).
+
+    Validating after every epoch cost the demo (3 steps an epoch) most of its
+    budget. The first epoch always validates; later ones when the time spent
+    validating, plus one more validation at its mean cost, stays within the
+    share. Deterministic runs validate every epoch: a clock would make the
+    "best" weights differ between repeats.
+    """
+    if ctx.run.val_share >= 1 or ctx.run.deterministic:
+        return True
+    costs = [row["val_s"] for row in loop.history if "val_s" in row]
+    due = not costs or sum(costs) + np.mean(costs) <= ctx.run.val_share * loop.elapsed
+    return bool(distributed.broadcast([float(due)], ctx.world, ctx.device)[0])
+
+
+def _validate_the_end(ctx: Context, loop: Loop) -> None:
+    """The last row holds a validation: add one where the run ended without it (e.g. resumed at its end)."""
+    last = loop.history[-1] if loop.history else {}
+    if last.get("step") != loop.step:
+        _end_of_epoch(ctx, loop, {}, validating=True)
+    elif "val_s" not in last:
+        _end_of_epoch(ctx, loop, loop.history.pop(), validating=True)
+
+
+def _end_of_epoch(ctx: Context, loop: Loop, stats: dict, validating: bool) -> None:
+    """Record a metrics row; if `validating`, calibrate BatchNorm, validate and keep the best weights; checkpoint."""
     row = {"epoch": loop.step / ctx.steps_per_epoch, "step": loop.step, "samples": loop.step * ctx.config.batch_size,
            "time_s": loop.elapsed, **stats}
-    if ctx.val:
-        row.update(validate(ctx))
+    if validating:
+        begin = time.perf_counter()
+        distributed.average_buffers(ctx.net, ctx.world)
+        calibrate_batch_norm(ctx)
+        if ctx.val:
+            row.update(validate(ctx))
+        row["val_s"] = time.perf_counter() - begin
     loop.history.append({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()})  # plain for weights_only
-    improved = bool(ctx.val) and row["val_mean_iou"] > loop.best
+    improved = "val_mean_iou" in row and row["val_mean_iou"] > loop.best
     if improved:
         loop.best = row["val_mean_iou"]
     if ctx.world.main:

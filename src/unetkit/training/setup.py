@@ -62,7 +62,7 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
     train_set, val_set, data_config = load_examples(train_pairs, val_pairs, job.recipe.data, progress=job.progress and world.main)
     model_config = dataclasses.replace(job.recipe.model, in_channels=data_config.in_channels, n_classes=data_config.n_classes)
     torch.manual_seed(job.recipe.train.seed)  # the initial weights
-    net = build_model(model_config).to(device)
+    net = build_model(model_config).to(device, memory_format=_memory_format(job.run))
     config, run = resolve(job.recipe.train, job.run, net, train_set)
     class_weights = _class_weights(config, train_set, data_config)
     data_config = dataclasses.replace(data_config, class_weights=None if class_weights is None else tuple(map(float, class_weights)))
@@ -193,16 +193,19 @@ def _attach_weight_maps(examples, config: TrainConfig, data_config: DataConfig, 
                                     ignore_index=data_config.ignore_index)
 
 
+def _memory_format(run: RunConfig) -> torch.memory_format:
+    return torch.channels_last if run.channels_last else torch.contiguous_format
+
+
 def _amp_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
-    """CUDA: bf16 where the GPU has it, else fp16 (with loss scaling). CPU: bf16 if asked for."""
+    """CUDA: bf16 where the GPU has it, else fp16 (with loss scaling). CPU: bf16 where native, unless switched off."""
     if device.type == "cuda":
         return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if run.amp else None
-    if not run.cpu_bf16:
-        return None
-    if not cpu_has_native_bf16():
+    native = cpu_has_native_bf16()
+    if run.cpu_bf16 and not native:
         raise UserError("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would be emulated and slower",
                         fix="train without --cpu-bf16")
-    return torch.bfloat16
+    return torch.bfloat16 if native and run.cpu_bf16 is not False else None
 
 
 @contextlib.contextmanager

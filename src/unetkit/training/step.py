@@ -92,4 +92,6 @@ def prepare(ctx: Context, batch: dict) -> dict:
     """Augment on the device; crop the target to the model's output (valid padding)."""
     size = ctx.dataset.target + 2 * ctx.dataset.margin
     image, mask, weight = augment_batch(batch, ctx.config.augment, input_size=size, target_size=ctx.dataset.target)
+    if ctx.run.channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
     return {"image": image, "mask": mask, **({"weight": weight} if weight is not None else {})}
