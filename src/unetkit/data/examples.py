@@ -9,6 +9,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import UserError
 from ..io import label_dtype, read_image, read_mask
+from .instance_maps import instance_objects
 from .masks import Survey, describe, mask_to_classes, resolve_masks
 from .normalize import dataset_mean_std, normalize
 from .pairing import Pair
@@ -16,20 +17,25 @@ from .pairing import Pair
 
 @dataclasses.dataclass
 class Example:
-    """One image in memory: normalised (C, H, W) float32, class ids (H, W), optional weight map."""
+    """One image in memory: normalised (C, H, W) float32, class ids (H, W), optional weight map.
+
+    `objects`: instance ids (H, W) of a training image with instance-map masks, as trained (touching
+    borders taken out); the border weights are measured from them, then they are dropped.
+    """
 
     name: str
     image: np.ndarray
     classes: np.ndarray
     weight: np.ndarray | None = None
+    objects: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.classes.shape
 
 
-def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The raw image (C, H, W) and its class ids (H, W), checked to match in size."""
+def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The raw image (C, H, W), its class ids (H, W) and, for instance maps, its objects (H, W), checked to match in size."""
     image = read_image(pair.image, pair.page)
     raw = read_mask(pair.mask, pair.page)
     if image.shape[1:] != raw.shape[:2]:
@@ -38,7 +44,9 @@ def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
             path=pair.image,
             fix="give image and mask the same size (re-export the mask)",
         )
-    return image, _compact(mask_to_classes(raw, config, path=pair.mask))
+    classes = mask_to_classes(raw, config, path=pair.mask)
+    objects = instance_objects(raw, classes) if config.mask_kind == "instances" else None
+    return image, _compact(classes), objects
 
 
 def _compact(classes: np.ndarray) -> np.ndarray:
@@ -62,7 +70,7 @@ def load_examples(
         tqdm.write(describe(config))
     raw = [read_pair(p, config) for p in tqdm(train + val, desc="reading", unit="image", disable=None if progress else True)]
     channels = raw[0][0].shape[0]
-    for pair, (image, _) in zip(train + val, raw):
+    for pair, (image, *_) in zip(train + val, raw):
         if image.shape[0] != channels:
             raise UserError(
                 f"image has {image.shape[0]} channel(s) but {(train + val)[0].image.name} has {channels}",
@@ -71,8 +79,9 @@ def load_examples(
             )
     config = dataclasses.replace(config, in_channels=channels)
     if config.normalization == "meanstd":
-        config = dataclasses.replace(config, **dataset_mean_std([image for image, _ in raw[: len(train)]]))
-    examples = [Example(p.name, normalize(image, config), classes) for p, (image, classes) in zip(train + val, raw)]
+        config = dataclasses.replace(config, **dataset_mean_std([image for image, *_ in raw[: len(train)]]))
+    examples = [Example(p.name, normalize(image, config), classes, objects=objects if i < len(train) else None)
+                for i, (p, (image, classes, objects)) in enumerate(zip(train + val, raw))]
     return examples[: len(train)], examples[len(train) :], config
 
 
