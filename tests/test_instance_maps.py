@@ -1,5 +1,5 @@
 """Instance label maps (data/instance_maps.py): recognised, trained with their touching borders, predicted and scored
-as instances."""
+as instances; masks a few pixels too large."""
 
 import json
 from pathlib import Path
@@ -188,6 +188,24 @@ def test_predict_config_writes_instances_by_default_only_for_instance_runs():
     assert PredictConfig(instances=False).resolved(instance_run).instances is False
     settings = InstanceConfig(min_size=3)
     assert PredictConfig(instances=settings).resolved(ids_run).instances == settings
+
+
+# --------------------------------------------------------------------------- masks a few pixels off
+
+
+def test_a_mask_a_few_pixels_too_large_is_cropped_with_a_warning_and_more_is_refused(tmp_path, capsys):
+    mask = np.zeros((131, 128), np.uint8)  # 3 rows (2% of 128, rounded up) more than its image, as Amazon's 515 x 512
+    mask[10:30, 10:30], mask[128:] = 255, 255
+    write_image(tmp_path / "image.png", np.zeros((128, 128), np.uint8))
+    write_image(tmp_path / "mask.png", mask)
+    pair, config = Pair(tmp_path / "image.png", tmp_path / "mask.png"), DataConfig(mask_kind="values", n_classes=2, mask_values=(0, 255))
+    _, classes, _ = read_pair(pair, config)
+    assert classes.shape == (128, 128) and classes[10:30, 10:30].all() and classes.sum() == 400  # top-left aligned
+    assert "mask.png: mask is 131 x 128, its image 128 x 128: cropped" in capsys.readouterr().err
+    for shape in ((132, 128), (128, 140), (126, 128)):  # one row more than 2%, another raster, smaller: never padded
+        write_image(tmp_path / "mask.png", np.zeros(shape, np.uint8))
+        with pytest.raises(UserError, match=rf"image is 128 x 128 but its mask mask.png is {shape[0]} x {shape[1]}"):
+            read_pair(pair, config)
 
 
 # --------------------------------------------------------------------------- the shared data

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 
 import numpy as np
 
@@ -13,6 +15,12 @@ from .instance_maps import instance_objects
 from .masks import Survey, describe, mask_to_classes, resolve_masks
 from .normalize import dataset_mean_std, normalize
 from .pairing import Pair
+
+# A mask larger than its image by at most this many pixels per side, and this share of the side, is cropped
+# (top-left aligned, with a printed warning): the signature of an export that rounds its extent up (Amazon's
+# 515 x 512 beside 512 x 512). More is a different raster, or a shifted one: refused.
+SIZE_SLACK_PX = 8
+SIZE_SLACK_SHARE = 0.02
 
 
 @dataclasses.dataclass
@@ -37,16 +45,33 @@ class Example:
 def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The raw image (C, H, W), its class ids (H, W) and, for instance maps, its objects (H, W), checked to match in size."""
     image = read_image(pair.image, pair.page)
-    raw = read_mask(pair.mask, pair.page)
-    if image.shape[1:] != raw.shape[:2]:
-        raise UserError(
-            f"image is {image.shape[1]} x {image.shape[2]} but its mask {pair.mask.name} is {raw.shape[0]} x {raw.shape[1]}",
-            path=pair.image,
-            fix="give image and mask the same size (re-export the mask)",
-        )
+    raw = _fit_to(read_mask(pair.mask, pair.page), image.shape[1:], pair)
     classes = mask_to_classes(raw, config, path=pair.mask)
     objects = instance_objects(raw, classes) if config.mask_kind == "instances" else None
     return image, _compact(classes), objects
+
+
+def _fit_to(raw: np.ndarray, size: tuple[int, int], pair: Pair) -> np.ndarray:
+    """The mask at its image's size: as it is, or cropped where it is a few pixels larger (see SIZE_SLACK_PX)."""
+    if raw.shape[:2] == size:
+        return raw
+    extra = [m - s for m, s in zip(raw.shape[:2], size)]
+    if all(0 <= e <= min(SIZE_SLACK_PX, math.ceil(SIZE_SLACK_SHARE * s)) for e, s in zip(extra, size)):
+        warn(f"{pair.mask}: mask is {raw.shape[0]} x {raw.shape[1]}, its image {size[0]} x {size[1]}: "
+             f"cropped to the image (top-left aligned)")
+        return raw[: size[0], : size[1]]
+    raise UserError(
+        f"image is {size[0]} x {size[1]} but its mask {pair.mask.name} is {raw.shape[0]} x {raw.shape[1]}",
+        path=pair.image,
+        fix="give image and mask the same size (re-export the mask)",
+    )
+
+
+def warn(text: str) -> None:
+    """One warning line on stderr (beside any progress bar), printed even when progress is off."""
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {text}", file=sys.stderr)
 
 
 def _compact(classes: np.ndarray) -> np.ndarray:
