@@ -1,5 +1,5 @@
 """Instance label maps (data/instance_maps.py): recognised, trained with their touching borders, predicted and scored
-as instances; masks a few pixels too large."""
+as instances; masks a few pixels too large; classes only in the validation masks."""
 
 import json
 from pathlib import Path
@@ -206,6 +206,27 @@ def test_a_mask_a_few_pixels_too_large_is_cropped_with_a_warning_and_more_is_ref
         write_image(tmp_path / "mask.png", np.zeros(shape, np.uint8))
         with pytest.raises(UserError, match=rf"image is 128 x 128 but its mask mask.png is {shape[0]} x {shape[1]}"):
             read_pair(pair, config)
+
+
+# --------------------------------------------------------------------------- classes only in validation
+
+
+def test_a_class_only_in_validation_masks_is_named_or_refused(tmp_path, capsys):
+    ids = np.zeros((16, 16), np.uint8)
+    ids[:8], ids[8:, :8] = 1, 3  # training holds 0, 1, 3: four classes, class 2 never
+    held_out = ids.copy()
+    held_out[12:, 12:] = 2
+    pair_folders = folders(tmp_path / "a", [ids, ids, held_out])
+    pairs = pair_files(*pair_folders)
+    config = find_mask_convention(pairs[:2], DataConfig(), pairs[2:])
+    assert config.n_classes == 4
+    assert "class 2 is in the validation masks (e.g. 02.png) but in none of the training masks" in capsys.readouterr().err
+    find_mask_convention(pairs[:2], DataConfig(), pairs[:1])
+    assert "validation" not in capsys.readouterr().err
+    held_out[12:, 12:] = 5  # beyond the class table found from training
+    pairs = pair_files(*folders(tmp_path / "b", [ids, ids, held_out]))
+    with pytest.raises(UserError, match=r"02.png: mask value 5 is in the validation masks but in none of the training"):
+        find_mask_convention(pairs[:2], DataConfig(), pairs[2:])
 
 
 # --------------------------------------------------------------------------- the shared data

@@ -12,7 +12,7 @@ from ..config import DataConfig
 from ..errors import UserError
 from ..io import label_dtype, read_image, read_mask
 from .instance_maps import instance_objects
-from .masks import Survey, describe, mask_to_classes, resolve_masks
+from .masks import Survey, classes_only_in, describe, mask_to_classes, resolve_masks
 from .normalize import dataset_mean_std, normalize
 from .pairing import Pair
 
@@ -90,7 +90,7 @@ def load_examples(
     """
     from tqdm import tqdm
 
-    config = find_mask_convention(train, config)
+    config = find_mask_convention(train, config, val)
     if progress:
         tqdm.write(describe(config))
     raw = [read_pair(p, config) for p in tqdm(train + val, desc="reading", unit="image", disable=None if progress else True)]
@@ -110,9 +110,21 @@ def load_examples(
     return examples[: len(train)], examples[len(train) :], config
 
 
-def find_mask_convention(train: list[Pair], config: DataConfig) -> DataConfig:
-    """The DataConfig with the convention of the training masks, surveyed together (see `masks.resolve_masks`)."""
+def find_mask_convention(train: list[Pair], config: DataConfig, val: list[Pair] = ()) -> DataConfig:
+    """The DataConfig with the convention of the training masks, surveyed together (see `masks.resolve_masks`).
+
+    Validation masks (`val`) are checked against it: a value outside the class table is an error, a
+    class of the table that no training mask holds a printed warning (the model cannot learn it).
+    """
     survey = Survey()
     for pair in train:
         survey.add(read_mask(pair.mask, pair.page), pair.mask)
-    return resolve_masks(survey, config)
+    config = resolve_masks(survey, config)
+    if val:
+        held_out = Survey(count_labels=False)
+        for pair in val:
+            held_out.add(read_mask(pair.mask, pair.page), pair.mask)
+        for k, path in sorted(classes_only_in(held_out, survey, config).items()):
+            warn(f"class {k} is in the validation masks (e.g. {getattr(path, 'name', path)}) but in none of the training "
+                 f"masks: the model cannot learn it, and its validation IoU stays 0")
+    return config

@@ -83,6 +83,7 @@ class Survey:
     first: object = None  # the file that set `kind`
     values: dict = dataclasses.field(default_factory=dict)  # distinct grey value or colour code -> first file holding it
     labels: list = dataclasses.field(default_factory=list)  # per grey file: its `instance_maps.LabelStats` (None: no integers)
+    count_labels: bool = True  # gather `labels` (what tells instance maps from class ids; training masks only)
 
     def add(self, raw: np.ndarray, path) -> None:
         kind = "colours" if raw.ndim == 3 else "grey"
@@ -96,7 +97,7 @@ class Survey:
         distinct = np.unique(colour_codes(raw) if kind == "colours" else raw)
         for value in distinct.tolist():
             self.values.setdefault(value, path)
-        if kind == "grey":
+        if kind == "grey" and self.count_labels:
             self.labels.append(label_stats(raw, path, distinct))
 
 
@@ -254,3 +255,33 @@ def colour_image(labels: np.ndarray, config: DataConfig) -> np.ndarray:
     """Class ids (H, W) painted in the training masks' colours: (3, H, W) uint8."""
     return np.asarray(config.colours, np.uint8)[labels].transpose(2, 0, 1)
 
+
+def classes_only_in(val: Survey, train: Survey, config: DataConfig) -> dict:
+    """Classes that validation masks hold and no training mask does: class -> the first file holding it.
+
+    A value (or colour) outside the class table found from the training masks
+    is an error: the model has no output for it. Instance maps are skipped:
+    their ids differ from image to image by design, their classes do not.
+    """
+    if config.mask_kind == "instances" or val.kind != train.kind:
+        return {}  # a mask of the other kind is refused, with its name, when it is read
+    trained = {_class_of(value, train.kind, config) for value in train.values}
+    unseen = {}
+    for value, path in val.values.items():
+        if value in train.values or value == config.ignore_index:
+            continue
+        try:
+            k = _class_of(value, val.kind, config)
+        except UserError:
+            shown = f"colour {hex_colour(code_colour(value))}" if val.kind == "colours" else f"value {value}"
+            raise UserError(f"mask {shown} is in the validation masks but in none of the training masks, so it has no class",
+                            path=path, fix="hold out other images (--val-names) so that training sees it, give the class "
+                            "table (--classes or --palette), or name it ignored (--ignore-index, --ignore-colour)") from None
+        if k not in trained and k != config.ignore_index:
+            unseen.setdefault(k, path)
+    return unseen
+
+
+def _class_of(value: int, kind: str, config: DataConfig) -> int:
+    sample = np.array([[code_colour(value)]], np.uint8) if kind == "colours" else np.array([[value]])
+    return int(mask_to_classes(sample, config)[0, 0])
