@@ -61,7 +61,8 @@ def _evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", dest="run_folder", metavar="RUN", help="read the masks with the conventions of this training run (class count, "
                         "ignored value, colour table); replaces --classes and --ignore-index")
     parser.add_argument("--threshold-sweep", action="store_true", help="ISBI 2012 sweep over t = 0, 0.1, ...: best threshold and the value at 0.5")
-    parser.add_argument("--instances", action="store_true", help="also AP at IoU 0.5:0.95, F1 and SEG of connected objects")
+    parser.add_argument("--instances", action="store_true", help="also AP at IoU 0.5:0.95, F1 and SEG of connected objects "
+                        "(on by default with --run of a run trained on instance label maps: their instances are matched)")
     parser.add_argument("--no-warping", action="store_true", help="skip the warping error (the slowest score)")
     parser.add_argument("--json", help="write all results to this JSON file")
     parser.add_argument("--report", help="write report.html and its PNGs into this folder")
@@ -78,7 +79,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         n_classes=args.classes,
         masks=_run_masks(args.run_folder) if args.run_folder else None,
         threshold_sweep=args.threshold_sweep,
-        instances=args.instances,
+        instances=True if args.instances else None,
         warping=not args.no_warping,
         json_path=args.json,
         report_dir=args.report,
@@ -134,7 +135,8 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--classes", type=int, metavar="K", help="number of classes (default 2)")
     opt("--ignore-index", type=int, metavar="I", help="mask value counted in no loss or metric")
     opt("--foreground-value", type=int, metavar="V", help="raw mask value that is foreground (e.g. 0 when 0 marks the objects)")
-    opt("--mask-kind", choices=MASK_KINDS, help="how masks hold classes (default auto: found from the training masks and printed)")
+    opt("--mask-kind", choices=MASK_KINDS, help="how masks hold classes (default auto: found from the training masks and printed; "
+        "instances: label maps, 0 = background, 1..N one object each)")
     opt("--palette", metavar="FILE", dest="colours", type=_palette, help="colour masks: the class colours, one 'R,G,B' or '#RRGGBB' per line")
     opt("--ignore-colour", metavar="R,G,B", dest="ignore_colours", action="append", type=_colour,
         help="colour masks: a colour that counts nowhere (e.g. unlabeled); repeat for several")
@@ -214,7 +216,8 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     add("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png")
     add("--tta", action="store_true", help="average the 8 flips and 90-degree rotations (8x slower)")
     add("--no-calibrate", action="store_true", help="keep the class weighting of the loss in the probabilities")
-    add("--instances", action="store_true", help="also NAME_instances.tif: touching objects separated by watershed")
+    add("--instances", action=argparse.BooleanOptionalAction, help="also NAME_instances.tif: touching objects separated by "
+        "watershed (default: on for a run trained on instance label maps)")
     add("--backend", choices=BACKENDS, default=p.backend, help="onnxruntime runs RUN/model.onnx (`unetkit export`)")
     add("--weights", choices=("auto", "best", "last"), default=p.weights)
     add("--tile-size", type=int, help="input tile side (rounded up to a valid size); default: from --memory-mb")
@@ -242,13 +245,18 @@ def _predict(args: argparse.Namespace) -> None:
         config = PredictConfig(
             tta=args.tta, calibrate=not args.no_calibrate, tile_size=args.tile_size, tile_batch=args.tile_batch, memory_mb=args.memory_mb, overlap=args.overlap,
             backend=args.backend, device=args.device, channels_last=args.channels_last, threads=args.threads, weights=args.weights,
-            probabilities=not args.no_probs, overlay=not args.no_overlay, instances=instances if args.instances else None,
+            probabilities=not args.no_probs, overlay=not args.no_overlay, instances=instances if _write_instances(args) else False,
             stream_above_mpix=args.stream_above,
         )  # fmt: skip
     except ValueError as exc:
         raise UserError(str(exc), fix="see `unetkit predict --help`") from exc
     written = predict_files(args.run_dir, args.inputs, args.out, config)
     print(f"wrote {len(written)} files to {args.out}")
+
+
+def _write_instances(args: argparse.Namespace) -> bool:
+    """--instances / --no-instances, else whether the run was trained on instance label maps."""
+    return args.instances if args.instances is not None else _run_masks(args.run_dir).mask_kind == "instances"
 
 
 def _export_args(parser: argparse.ArgumentParser) -> None:

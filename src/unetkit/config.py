@@ -17,7 +17,7 @@ PADDINGS = ("valid", "same")
 NORMS = ("none", "batch", "instance", "group")
 UPSAMPLES = ("transposed", "bilinear")
 NORMALIZATIONS = ("percentile", "meanstd", "none")
-MASK_KINDS = ("auto", "ids", "values", "foreground", "colours")  # see data/masks.py
+MASK_KINDS = ("auto", "ids", "values", "foreground", "colours", "instances")  # see data/masks.py
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:

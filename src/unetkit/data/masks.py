@@ -8,7 +8,10 @@ A mask file holds one of (DESIGN.md):
   `foreground_value` names the foreground);
 - RGB colours (`mask_kind="colours"`): class k is the k-th colour of a table
   found in the training masks (sorted by RGB value) or given; colours named
-  in `ignore_colours` count nowhere.
+  in `ignore_colours` count nowhere;
+- instance label maps (`mask_kind="instances"`, 0 = background, 1..N one
+  object each): trained as background/foreground with the 1-px lines where
+  instances touch as background (`data.instance_maps`).
 The convention is found from the training masks as a whole (a mask holding
 one of the two values alone is read like the others), printed, stored in the
 run's DataConfig, and used again for validation masks, prediction outputs and
@@ -24,6 +27,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
+from .instance_maps import instance_classes, instance_verdict, label_stats
 
 VOID = 255  # "void" in multi-class id masks (PASCAL VOC, Cityscapes-style exports) ...
 MAX_IDS_WITH_VOID = 64  # ... when the other values look like a few class ids: asked, never guessed
@@ -78,6 +82,8 @@ class Survey:
     kind: str | None = None  # "colours" or "grey", from the first file
     first: object = None  # the file that set `kind`
     values: dict = dataclasses.field(default_factory=dict)  # distinct grey value or colour code -> first file holding it
+    labels: list = dataclasses.field(default_factory=list)  # per grey file: its `instance_maps.LabelStats` (None: no integers)
+    count_labels: bool = True  # gather `labels` (what tells instance maps from class ids; training masks only)
 
     def add(self, raw: np.ndarray, path) -> None:
         kind = "colours" if raw.ndim == 3 else "grey"
@@ -88,15 +94,19 @@ class Survey:
                 f"mask holds {'RGB colours' if kind == 'colours' else 'grey values'} but {getattr(self.first, 'name', self.first)} "
                 f"holds {'RGB colours' if self.kind == 'colours' else 'grey values'}", path=path,
                 fix="save every mask of the folder in one convention (all colour-coded, or all class ids / two values)")
-        values = colour_codes(raw) if kind == "colours" else raw
-        for value in np.unique(values).tolist():
+        distinct = np.unique(colour_codes(raw) if kind == "colours" else raw)
+        for value in distinct.tolist():
             self.values.setdefault(value, path)
+        if kind == "grey" and self.count_labels:
+            self.labels.append(label_stats(raw, path, distinct))
 
 
 def resolve_masks(survey: Survey, config: DataConfig) -> DataConfig:
     """The DataConfig with `mask_kind`, its table and `n_classes` found from the training masks (unless given)."""
     if _complete(config):
         return config  # given, or stored by the run being resumed
+    if survey.kind == "colours" and config.mask_kind == "instances":
+        raise UserError("the masks hold RGB colours, not instance ids", path=survey.first, fix="drop --mask-kind instances")
     if survey.kind == "colours" or config.mask_kind == "colours":
         return _colour_table(survey, config)
     values = sorted(v for v in survey.values if v != config.ignore_index)
@@ -104,6 +114,10 @@ def resolve_masks(survey: Survey, config: DataConfig) -> DataConfig:
         return dataclasses.replace(config, mask_kind="foreground", n_classes=2)
     if config.mask_kind in ("auto", "values") and config.n_classes in (None, 2) and len(values) == 2:
         return dataclasses.replace(config, mask_kind="values", n_classes=2, mask_values=tuple(values))  # either polarity
+    if config.mask_kind == "instances" or (config.mask_kind == "auto" and config.n_classes in (None, 2) and _instances(survey)):
+        if config.n_classes not in (None, 2):
+            raise UserError(f"instance label maps train 2 classes (background, object), not {config.n_classes}", fix="drop --classes")
+        return dataclasses.replace(config, mask_kind="instances", n_classes=2)
     if config.mask_kind == "values":
         raise UserError(f"the training masks hold {len(values)} values, not two", fix="drop --mask-kind values")
     if config.mask_kind == "auto" and config.n_classes is None and config.ignore_index is None and VOID in values \
@@ -114,8 +128,17 @@ def resolve_masks(survey: Survey, config: DataConfig) -> DataConfig:
     return dataclasses.replace(config, mask_kind="ids", n_classes=config.n_classes or max(2, max(values, default=0) + 1))
 
 
+def _instances(survey: Survey) -> bool:
+    """Whether the training masks are instance label maps (`instance_maps.instance_verdict`); where unclear, ask."""
+    verdict, why = instance_verdict(survey.labels)
+    if verdict == "ambiguous":
+        raise UserError(f"cannot tell instance label maps from class ids: {why}",
+                        fix="pass --mask-kind instances (one object per id) or --mask-kind ids (one class per value)")
+    return verdict == "instances"
+
+
 def _complete(config: DataConfig) -> bool:
-    tables = {"ids": True, "foreground": True, "values": config.mask_values is not None, "colours": config.colours is not None}
+    tables = {"ids": True, "foreground": True, "instances": config.n_classes == 2, "values": config.mask_values is not None, "colours": config.colours is not None}
     return config.n_classes is not None and tables.get(config.mask_kind, False)
 
 
@@ -145,6 +168,9 @@ def describe(config: DataConfig) -> str:
         return f"masks: two values, {low} = class 0, {high} = class 1{ignore}"
     if config.mask_kind == "foreground":
         return f"masks: value {config.foreground_value} = class 1, any other = class 0{ignore}"
+    if config.mask_kind == "instances":
+        return f"masks: instance label maps (0 = background, 1..N one object each): class 1 = objects, class 0 = background " \
+            f"and the lines where objects touch{ignore}"
     return f"masks: class ids 0..{config.n_classes - 1}{ignore}"
 
 
@@ -165,6 +191,8 @@ def mask_to_classes(raw: np.ndarray, config: DataConfig, path=None) -> np.ndarra
     ignore = None if config.ignore_index is None else raw == config.ignore_index
     if config.mask_kind == "values":
         classes = _from_values(raw, config.mask_values, ignore, path)
+    elif config.mask_kind == "instances":
+        classes = instance_classes(raw)
     elif config.foreground_value is not None:  # "foreground", or a per-file read with the foreground named
         classes = (raw == config.foreground_value).astype(np.int64)
     else:
@@ -226,3 +254,34 @@ def _from_colours(raw: np.ndarray, config: DataConfig, path) -> np.ndarray:
 def colour_image(labels: np.ndarray, config: DataConfig) -> np.ndarray:
     """Class ids (H, W) painted in the training masks' colours: (3, H, W) uint8."""
     return np.asarray(config.colours, np.uint8)[labels].transpose(2, 0, 1)
+
+
+def classes_only_in(val: Survey, train: Survey, config: DataConfig) -> dict:
+    """Classes that validation masks hold and no training mask does: class -> the first file holding it.
+
+    A value (or colour) outside the class table found from the training masks
+    is an error: the model has no output for it. Instance maps are skipped:
+    their ids differ from image to image by design, their classes do not.
+    """
+    if config.mask_kind == "instances" or val.kind != train.kind:
+        return {}  # a mask of the other kind is refused, with its name, when it is read
+    trained = {_class_of(value, train.kind, config) for value in train.values}
+    unseen = {}
+    for value, path in val.values.items():
+        if value in train.values or value == config.ignore_index:
+            continue
+        try:
+            k = _class_of(value, val.kind, config)
+        except UserError:
+            shown = f"colour {hex_colour(code_colour(value))}" if val.kind == "colours" else f"value {value}"
+            raise UserError(f"mask {shown} is in the validation masks but in none of the training masks, so it has no class",
+                            path=path, fix="hold out other images (--val-names) so that training sees it, give the class "
+                            "table (--classes or --palette), or name it ignored (--ignore-index, --ignore-colour)") from None
+        if k not in trained and k != config.ignore_index:
+            unseen.setdefault(k, path)
+    return unseen
+
+
+def _class_of(value: int, kind: str, config: DataConfig) -> int:
+    sample = np.array([[code_colour(value)]], np.uint8) if kind == "colours" else np.array([[value]])
+    return int(mask_to_classes(sample, config)[0, 0])

@@ -5,7 +5,8 @@
 d1 and d2 are the distances to the nearest and second-nearest object, objects
 being the 4-connected components of each foreground class (class ids >= 1;
 for ISBI 2012 the cells, so the membrane between two touching cells weighs
-most). The border term is added on background pixels only: those are the
+most), or the instances themselves where the masks are instance label maps
+(`objects`): touching nuclei are one component but two instances. The border term is added on background pixels only: those are the
 pixels that separate objects. It is computed once per image when the data set
 is built and then cropped and warped with every patch.
 """
@@ -63,19 +64,23 @@ def prior_offsets(class_weights) -> np.ndarray | None:
     return offsets.astype(np.float32)
 
 
-def border_weights(classes: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ignore_index: int | None = None) -> np.ndarray:
+def border_weights(
+    classes: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ignore_index: int | None = None, objects: np.ndarray | None = None
+) -> np.ndarray:
     """The border term w0 * exp(-(d1 + d2)^2 / (2 sigma^2)) on background pixels, float32 (H, W).
 
-    Each object's distance transform runs only in its bounding box grown by
-    the distance beyond which the term is negligible, so the cost grows with
-    the objects' area, not with (number of objects x image size).
+    `objects`: object ids (H, W, 0 = none, 1..n) to measure d1 and d2 from; default: the
+    4-connected components of each foreground class. Each object's distance
+    transform runs only in its bounding box grown by the distance beyond which
+    the term is negligible, so the cost grows with the objects' area, not with
+    (number of objects x image size).
     """
     from scipy import ndimage
 
     foreground = classes > 0
     if ignore_index is not None:
         foreground &= classes != ignore_index
-    objects = _label_objects(classes, foreground)
+    objects = _label_objects(classes, foreground) if objects is None else objects
     reach = int(math.ceil(sigma * math.sqrt(2 * math.log(1 / CUTOFF))))  # max useful d1 + d2
     d1 = np.full(classes.shape, np.inf, np.float32)
     d2 = np.full(classes.shape, np.inf, np.float32)
@@ -103,16 +108,17 @@ def weight_map(
     w0: float = 10.0,
     sigma: float = 5.0,
     ignore_index: int | None = None,
+    objects: np.ndarray | None = None,
 ) -> np.ndarray:
     """The paper's weight map for one class-id mask: w_c per class (+ border term), float32 (H, W).
 
-    Ignored pixels weigh 0 (they count in no loss anyway).
+    Ignored pixels weigh 0 (they count in no loss anyway). `objects`: see `border_weights`.
     """
     valid = classes != ignore_index if ignore_index is not None else np.ones(classes.shape, bool)
     weights = np.zeros(classes.shape, np.float32)
     weights[valid] = np.asarray(class_weights, np.float32)[classes[valid]]
     if border:
-        weights += border_weights(classes, w0, sigma, ignore_index)
+        weights += border_weights(classes, w0, sigma, ignore_index, objects)
     return weights
 
 

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
-from ..data import mask_to_classes
 from ..errors import UserError
 from ..io import write_text
 from ..report import error_overlay, write_report
 from . import metrics
-from .files import Prediction, check_same_size, interpret_prediction, pair_predictions, read_ground_truth, read_prediction
+from .files import Prediction, check_same_size, ground_truth, interpret_prediction, pair_predictions, read_ground_truth, read_prediction
 from .metrics import InstanceCounts, SweepCounts
 from .topology import MERGE, SPLIT
 
@@ -48,6 +47,7 @@ class ImageScore:
 def score_image(
     pred: Prediction,
     gt_classes: np.ndarray,
+    gt_objects: np.ndarray | None = None,
     *,
     n_classes: int,
     boundary_class: int | None,
@@ -57,7 +57,11 @@ def score_image(
     warping: bool,
     overlay: bool,
 ) -> ImageScore:
-    """Class metrics at 0.5 (argmax); with a boundary class the ISBI scores and, if asked, instance scores."""
+    """Class metrics at 0.5 (argmax); with a boundary class the ISBI scores; if asked, instance scores.
+
+    Instance scores match the predicted objects (`pred.objects`, else the connected components of the
+    predicted foreground) with `gt_objects` (an instance label map), else the components of the true foreground.
+    """
     cm = metrics.confusion_matrix(pred.classes, gt_classes, n_classes, ignore_index)
     score = ImageScore(_class_summary(cm), cm)
     score.summary.update(dict.fromkeys(ISBI_KEYS))
@@ -73,8 +77,11 @@ def score_image(
         )
         score.summary.update(score.sweep.summarize())
     if instances:
-        objects = metrics.label_objects(pred.foreground > 0.5) if pred.objects is None else pred.objects
-        score.instances = metrics.instance_counts(objects, metrics.label_objects(gt_fg))
+        objects = pred.objects
+        if objects is None:
+            objects = metrics.label_objects(pred.foreground > 0.5 if pred.foreground is not None else pred.classes != separator)
+        truth = metrics.label_objects(gt_fg) if gt_objects is None else np.where(valid, gt_objects, 0)
+        score.instances = metrics.instance_counts(objects, truth)
         score.summary.update(score.instances.summarize())
     if overlay:
         kinds = {} if types is None else {"splits": types[0] == SPLIT, "merges": types[0] == MERGE}
@@ -145,7 +152,7 @@ def evaluate(
     n_classes: int = 2,
     masks: DataConfig | None = None,
     threshold_sweep: bool = False,
-    instances: bool = False,
+    instances: bool | None = None,
     warping: bool = True,
     json_path: str | Path | None = None,
     report_dir: str | Path | None = None,
@@ -165,7 +172,8 @@ def evaluate(
     class metrics are computed (the ISBI keys are None). `threshold_sweep`:
     the challenge's sweep (best threshold per score, and the value at 0.5);
     else every score at 0.5. `instances`: AP, F1 and SEG of the connected
-    objects. `warping=False` skips the (slowest) warping error. `report_dir`:
+    objects (None: on where `masks` are instance label maps, whose instances
+    are then the objects to match, with class 0 between them). `warping=False` skips the (slowest) warping error. `report_dir`:
     write the HTML report there, with `report_title`, `report_headline` and
     `report_figures` (PNG paths or (caption, path) pairs) passed to
     `report.write_report`.
@@ -177,16 +185,13 @@ def evaluate(
     """
     masks = masks or DataConfig(n_classes=n_classes, ignore_index=ignore_index)  # a run's convention, or these
     n_classes, ignore_index = masks.n_classes, masks.ignore_index
-    if instances and boundary_class is None:
-        raise UserError("instance scores need the class that separates objects", fix="pass --boundary-class (0 for ISBI)")
-    if boundary_class is not None and not 0 <= boundary_class < n_classes:
-        raise UserError(f"boundary class {boundary_class} is not one of 0..{n_classes - 1}", fix="pass a class id")
+    instances = _scores_instances(masks, boundary_class, instances)
     options = dict(n_classes=n_classes, boundary_class=boundary_class, ignore_index=ignore_index,
                    threshold_sweep_levels=threshold_sweep, instances=instances, warping=warping, overlay=report_dir is not None)
     scored = {}  # name -> (files, ImageScore)
-    for name, pred_path, gt_path, prediction, gt_classes in _load(pred, gt, masks, boundary_class, progress):
+    for name, pred_path, gt_path, prediction, (gt_classes, gt_objects) in _load(pred, gt, masks, boundary_class, progress):
         check_same_size(prediction.classes, gt_classes, pred_path, gt_path)
-        scored[name] = {"pred": str(pred_path), "gt": str(gt_path)}, score_image(prediction, gt_classes, **options)
+        scored[name] = {"pred": str(pred_path), "gt": str(gt_path)}, score_image(prediction, gt_classes, gt_objects, **options)
     results = _results(scored, options, threshold_sweep)
     if json_path is not None:
         write_text(json_path, json.dumps(results, indent=2) + "\n")
@@ -196,6 +201,16 @@ def evaluate(
             report_dir, results, overlays=overlays, extra_figures=report_figures, title=report_title, headline=report_headline
         )
     return results
+
+
+def _scores_instances(masks: DataConfig, boundary_class: int | None, instances: bool | None) -> bool:
+    """Whether to score instances (None: where the masks are instance label maps); refuses what cannot be scored."""
+    instance_maps = masks.mask_kind == "instances"  # their class 0 separates the objects
+    if instances and boundary_class is None and not instance_maps:
+        raise UserError("instance scores need the class that separates objects", fix="pass --boundary-class (0 for ISBI)")
+    if boundary_class is not None and not 0 <= boundary_class < masks.n_classes:
+        raise UserError(f"boundary class {boundary_class} is not one of 0..{masks.n_classes - 1}", fix="pass a class id")
+    return instance_maps if instances is None else instances
 
 
 def _results(scored: dict, options: dict, threshold_sweep: bool) -> dict:
@@ -212,7 +227,7 @@ def _results(scored: dict, options: dict, threshold_sweep: bool) -> dict:
 
 
 def _load(pred, gt, masks: DataConfig, boundary_class: int | None, progress: bool):
-    """Yield (name, pred source, gt source, Prediction, ground-truth classes) for folders or one array pair."""
+    """Yield (name, pred source, gt source, Prediction, (ground-truth classes, objects)) for folders or one array pair."""
     if isinstance(pred, (str, Path)) or isinstance(gt, (str, Path)):
         if not (isinstance(pred, (str, Path)) and isinstance(gt, (str, Path))):
             raise UserError("pass two folders or two arrays", fix="give --pred and --gt as folders")
@@ -222,7 +237,7 @@ def _load(pred, gt, masks: DataConfig, boundary_class: int | None, progress: boo
             yield pair.name, pair.pred, pair.gt, read_prediction(pair, masks, boundary_class), read_ground_truth(pair, masks)
         return
     prediction = interpret_prediction(np.asarray(pred), masks, boundary_class, "prediction array")
-    yield "image", "prediction array", "ground-truth array", prediction, mask_to_classes(np.asarray(gt), masks, "ground-truth array")
+    yield "image", "prediction array", "ground-truth array", prediction, ground_truth(np.asarray(gt), masks, "ground-truth array")
 
 
 def format_summary(results: dict) -> str:

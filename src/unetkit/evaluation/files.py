@@ -14,7 +14,9 @@ Prediction files pair with ground-truth files by stem (`_probs`, `_labels`,
 - `NAME_overlay.png` (predict's picture for people) is skipped.
 A stem may have several: the class metrics use the labels, the ISBI scores
 the probabilities (each falls back on the other). Ground truth follows the
-mask conventions of DESIGN.md (`data.mask_to_classes`).
+mask conventions of DESIGN.md (`data.mask_to_classes`); instance label maps
+give both their classes (as trained: objects, and background where objects
+touch) and their instances, which the instance scores match.
 
 The ISBI scores (Rand, information, warping, F-score pixel error) and
 instance scores need `boundary_class`: the class that separates objects (the
@@ -194,8 +196,14 @@ def _from_probabilities(probs: np.ndarray, n_classes: int, boundary_class: int |
     return Prediction(classes, foreground)
 
 
-def read_ground_truth(pair: PredictionPair, masks: DataConfig) -> np.ndarray:
-    return mask_to_classes(read_mask(pair.gt, pair.page), masks, path=pair.gt)
+def read_ground_truth(pair: PredictionPair, masks: DataConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class ids by the mask convention and, for instance label maps, the map itself (the objects to match)."""
+    return ground_truth(read_mask(pair.gt, pair.page), masks, pair.gt)
+
+
+def ground_truth(raw: np.ndarray, masks: DataConfig, source) -> tuple[np.ndarray, np.ndarray | None]:
+    objects = raw.astype(np.int64) if masks.mask_kind == "instances" and raw.ndim == 2 else None
+    return mask_to_classes(raw, masks, path=source), objects
 
 
 def _size(array: np.ndarray) -> str:

@@ -48,7 +48,8 @@ class PredictConfig:
     weights: str = "auto"  # run folder: "best", "last" or "auto"
     probabilities: bool = True  # write NAME_probs.tif
     overlay: bool = True  # write NAME_overlay.png
-    instances: InstanceConfig | None = None  # write NAME_instances.tif with these settings
+    instances: InstanceConfig | None | bool = None  # NAME_instances.tif with these settings; None: with the defaults for a
+    # run trained on instance label maps, else none; False: never
     stream_above_mpix: float = 16.0  # stream images larger than this many megapixels
 
     def __post_init__(self):
@@ -58,6 +59,15 @@ class PredictConfig:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.memory_mb <= 0 or (self.tile_batch is not None and self.tile_batch < 1):
             raise ValueError("memory_mb and tile_batch must be positive")
+        if not (self.instances is None or self.instances is False or isinstance(self.instances, InstanceConfig)):
+            raise ValueError(f"instances must be an InstanceConfig, None or False, got {self.instances!r}")
+
+    def resolved(self, data_config: DataConfig) -> PredictConfig:
+        """`instances` decided for a run: its settings, or False (no instance file)."""
+        instances = self.instances
+        if instances is None and data_config.mask_kind == "instances":
+            instances = InstanceConfig()  # a run trained on instance maps is there to find instances
+        return dataclasses.replace(self, instances=instances or False)
 
 
 def _size_model(config: ModelConfig) -> UNet:
@@ -72,6 +82,7 @@ class Predictor:
     """A model ready to predict images of any size: tiling, normalisation and backend resolved once."""
 
     def __init__(self, model_config: ModelConfig, data_config: DataConfig, logits_fn: LogitsFn, config: PredictConfig):
+        config = config.resolved(data_config)
         self.model_config, self.data_config, self.config = model_config, data_config, config
         self.sizes = _size_model(model_config)
         self.n_classes = model_config.n_classes

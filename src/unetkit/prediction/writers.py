@@ -118,7 +118,7 @@ def _write_in_memory(predictor: Predictor, item: Item, image: np.ndarray, out_di
         outputs[f"{item.name}_probs.tif"] = lambda: probs
     if config.overlay:
         outputs[f"{item.name}_overlay.png"] = lambda: overlay(image, labels, k)
-    if config.instances is not None:
+    if config.instances:
         outputs[f"{item.name}_instances.tif"] = lambda: _instance_image(probs, config.instances)
     for name, make in outputs.items():
         write_image(out_dir / name, make())
@@ -136,7 +136,7 @@ def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path) -> 
 
     config, k = predictor.config, predictor.n_classes
     _, height, width = source.shape
-    if config.instances is not None:
+    if config.instances:
         tqdm.write(f"{item.path}: {height} x {width} is streamed; instance labels need the whole image and are skipped", file=sys.stderr)
     stats = predictor.stats(source)
     step = thumbnail_step((height, width))
@@ -289,7 +289,8 @@ def predict_files(model_or_run, inputs: Sequence[str | Path], out_dir: str | Pat
     """Predict every image of `inputs` (files, folders, stack pages) into `out_dir`; returns the files written.
 
     Per image NAME: NAME_labels.png (NAME_labels.tif when streamed), NAME_probs.tif,
-    NAME_overlay.png and, with `config.instances`, NAME_instances.tif;
+    NAME_overlay.png and, with `config.instances` (by default for a run trained on instance
+    label maps), NAME_instances.tif;
     `predict_config.json` records the resolved settings.
     """
     from tqdm import tqdm

@@ -182,15 +182,18 @@ def _class_weights(config: TrainConfig, examples: list[Example], data_config: Da
 
 
 def _attach_weight_maps(examples, config: TrainConfig, data_config: DataConfig, class_weights, progress: bool) -> None:
-    """The paper's weight map per training image, computed once here and cropped with every patch."""
-    if not config.weight_map:
-        return
+    """The paper's weight map per training image, computed once here and cropped with every patch.
+
+    Instance-map masks give their instances (`Example.objects`) for d1 and d2; they are not needed after.
+    """
     from tqdm import tqdm
 
     class_weights = np.ones(data_config.n_classes, np.float32) if class_weights is None else class_weights
-    for example in tqdm(examples, desc="weight maps", unit="image", disable=None if progress else True):
-        example.weight = weight_map(example.classes, class_weights, w0=config.w0, sigma=config.sigma,
-                                    ignore_index=data_config.ignore_index)
+    for example in tqdm(examples, desc="weight maps", unit="image", disable=None if progress and config.weight_map else True):
+        if config.weight_map:
+            example.weight = weight_map(example.classes, class_weights, w0=config.w0, sigma=config.sigma,
+                                        ignore_index=data_config.ignore_index, objects=example.objects)
+        example.objects = None
 
 
 def _memory_format(run: RunConfig) -> torch.memory_format:
