@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from ..io import label_dtype, read_image, read_mask
+from ..io import is_palette, label_dtype, read_image, read_mask
 from .masks import Survey, describe, mask_to_classes, resolve_masks
 from .normalize import dataset_mean_std, normalize
 from .pairing import Pair
@@ -31,7 +31,7 @@ class Example:
 def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """The raw image (C, H, W) and its class ids (H, W), checked to match in size."""
     image = read_image(pair.image, pair.page)
-    raw = read_mask(pair.mask, pair.page)
+    raw = read_mask(pair.mask, pair.page, palette_colours=config.mask_kind == "colours")
     if image.shape[1:] != raw.shape[:2]:
         raise UserError(
             f"image is {image.shape[1]} x {image.shape[2]} but its mask {pair.mask.name} is {raw.shape[0]} x {raw.shape[1]}",
@@ -78,7 +78,27 @@ def load_examples(
 
 def find_mask_convention(train: list[Pair], config: DataConfig) -> DataConfig:
     """The DataConfig with the convention of the training masks, surveyed together (see `masks.resolve_masks`)."""
-    survey = Survey()
-    for pair in train:
-        survey.add(read_mask(pair.mask, pair.page), pair.mask)
-    return resolve_masks(survey, config)
+    return survey_masks(train, config)[0]
+
+
+def survey_masks(pairs: list[Pair], config: DataConfig, keep: bool = False) -> tuple[DataConfig, list[np.ndarray]]:
+    """(the convention of `pairs`' masks, their raw arrays in order if `keep`), each mask read once.
+
+    Palette PNGs are surveyed last: in a set of colour-coded masks they are
+    read as their colours (some tools save a few colour masks with a palette),
+    elsewhere as their indices.
+    """
+    survey, kept, palettes = Survey(), {}, []
+    for index, pair in enumerate(pairs):
+        if is_palette(pair.mask):
+            palettes.append(index)
+            continue
+        raw = read_mask(pair.mask, pair.page)
+        survey.add(raw, pair.mask)
+        kept[index] = raw if keep else None
+    colours = config.mask_kind == "colours" or survey.kind == "colours"
+    for index in palettes:
+        raw = read_mask(pairs[index].mask, pairs[index].page, palette_colours=colours)
+        survey.add(raw, pairs[index].mask)
+        kept[index] = raw if keep else None
+    return resolve_masks(survey, config), [kept[i] for i in range(len(pairs))] if keep else []

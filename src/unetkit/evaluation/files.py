@@ -195,7 +195,7 @@ def _from_probabilities(probs: np.ndarray, n_classes: int, boundary_class: int |
 
 
 def read_ground_truth(pair: PredictionPair, masks: DataConfig) -> np.ndarray:
-    return mask_to_classes(read_mask(pair.gt, pair.page), masks, path=pair.gt)
+    return mask_to_classes(read_mask(pair.gt, pair.page, palette_colours=masks.mask_kind == "colours"), masks, path=pair.gt)
 
 
 def _size(array: np.ndarray) -> str:
