@@ -10,7 +10,7 @@ from PIL import Image
 import unetkit
 from unetkit import DataConfig, UserError
 from unetkit.cli import main
-from unetkit.data import find_mask_convention, mask_to_classes, pair_files
+from unetkit.data import find_mask_convention, mask_to_classes, pair_files, survey_masks
 from unetkit.data.masks import parse_colour, read_palette
 from unetkit.io import read_image, read_mask, write_image
 
@@ -148,3 +148,19 @@ def test_the_amazon_palette_masks_read_as_two_values():
         survey.add(read_mask(path), path)
     config = resolve_masks(survey, DataConfig())
     assert (config.mask_kind, config.mask_values) == ("values", (1, 2))
+
+
+def test_palette_pngs_among_colour_masks_are_read_as_their_colours(tmp_path):
+    """dubai_aerial saves 18 of its 72 colour masks as palette PNGs."""
+    colours = np.array([[60, 16, 152], [254, 221, 58]], np.uint8)
+    indices = (np.arange(32)[:, None] // 16 + np.zeros(32, int)).astype(np.uint8)
+    write_image(tmp_path / "m" / "00.png", colours[indices].transpose(2, 0, 1))
+    palette = Image.fromarray(indices[::-1].copy(), mode="P")
+    palette.putpalette(colours.ravel().tolist())
+    palette.save(tmp_path / "m" / "01.png")
+    for name in ("00", "01"):
+        write_image(tmp_path / "i" / f"{name}.png", np.full((32, 32), 100 + int(name), np.uint8))
+    config, _, raws = survey_masks(pair_files(tmp_path / "i", tmp_path / "m"), DataConfig(), keep=True)
+    assert config.mask_kind == "colours" and config.n_classes == 2
+    assert raws[1].shape == (32, 32, 3)
+    assert unetkit.train(tmp_path / "i", tmp_path / "m", tmp_path / "run", steps=1, val_fraction=0, preset="tiny", batch_size=2, patch_size=32, progress=False)

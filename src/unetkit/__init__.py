@@ -7,7 +7,7 @@ from .errors import UserError  # noqa: E402
 from .evaluation import evaluate, metrics  # noqa: E402
 from .model import PRESETS, UNet, create_model, preset_config  # noqa: E402
 from .prediction import PredictConfig, predict  # noqa: E402
-from .training import Recipe, train  # noqa: E402
+from .training import Recipe, plan, train  # noqa: E402
 from .version import __version__  # noqa: E402, F401
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "PredictConfig",
     "Run",
     "train",
+    "plan",
     "evaluate",
     "predict",
     "metrics",

@@ -98,21 +98,31 @@ def _run_masks(run: str):
 
 
 def _train_args(parser: argparse.ArgumentParser) -> None:
-    from .config import LOSSES, MASK_KINDS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES
+    _data_args(parser)
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder to create (or continue with --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    parser.add_argument("--no-plan", action="store_true", help="the fixed defaults for every option not given, instead of "
+                        "the plan from the data (`unetkit plan`)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the one-line summary still prints)")
+    _option_args(parser)
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", required=True, metavar="DIR", help="folder of images (PNG, JPEG, TIFF, stacks)")
+    parser.add_argument("--masks", required=True, metavar="DIR", help="folder of masks, paired with the images by file stem")
+    parser.add_argument("--config", metavar="RECIPE", help="options from a recipe file (YAML/JSON, the flags' names in snake_case, "
+                        "e.g. RUN/recipe.yaml of an earlier run); flags given too override it")
+
+
+def _option_args(parser: argparse.ArgumentParser) -> None:
+    """The training options, each defaulting to "not given", so the plan's, the API's or a resumed run's values apply."""
+    from .config import LOSSES, MASK_KINDS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, VAL_SPLITS
     from .model import PRESETS
 
-    # Every option defaults to "not given", so the API's (and a resumed run's) values apply.
     def opt(*flags, **kwargs):
         parser.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
 
     flag = argparse.BooleanOptionalAction
-    parser.add_argument("--images", required=True, metavar="DIR", help="folder of images (PNG, JPEG, TIFF, stacks)")
-    parser.add_argument("--masks", required=True, metavar="DIR", help="folder of masks, paired with the images by file stem")
-    parser.add_argument("--out", required=True, metavar="RUN", help="run folder to create (or continue with --resume)")
-    parser.add_argument("--config", metavar="RECIPE", help="options from a recipe file (YAML/JSON, the flags' names in snake_case, "
-                        "e.g. RUN/recipe.yaml of an earlier run); flags given too override it")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (the one-line summary still prints)")
     opt("--preset", choices=list(PRESETS), help="model preset (default: default)")
     opt("--epochs", type=int, metavar="N", help="stop after N epochs (default 50 if no stop option is given)")
     opt("--steps", type=int, metavar="N", help="stop after N optimiser steps")
@@ -130,7 +140,8 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--weight-map", action=flag, help="the paper's border weights (default on)")
     opt("--w0", type=float, help="border weight (default 10)")
     opt("--sigma", type=float, help="border weight width in px (default 5)")
-    opt("--class-weights", metavar="auto|none|W0,W1,..", help="class balance (default auto: inverse frequency)")
+    opt("--class-weights", metavar="auto|median|none|W0,W1,..", help="class balance: auto (inverse frequency), median "
+        "(median frequency), none, or one weight per class (default: planned; auto without a plan)")
     opt("--fg-oversample", type=float, metavar="P", help="share of patches centred on foreground (default 0)")
     opt("--classes", type=int, metavar="K", help="number of classes (default 2)")
     opt("--ignore-index", type=int, metavar="I", help="mask value counted in no loss or metric")
@@ -141,7 +152,9 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     opt("--ignore-colour", metavar="R,G,B", dest="ignore_colours", action="append", type=_colour,
         help="colour masks: a colour that counts nowhere (e.g. unlabeled); repeat for several")
     opt("--normalization", choices=NORMALIZATIONS, help="per-image percentiles (default) or data-set mean/std")
-    opt("--val-fraction", type=float, metavar="F", help="hold out the last F of the files by name (default 0.2)")
+    opt("--val-fraction", type=float, metavar="F", help="hold out a share F of the files, as --val-split says (default 0.2)")
+    opt("--val-split", choices=VAL_SPLITS, help="name: the last files by name; random: a seeded draw; group: the last "
+        "file-name groups, e.g. tile7_*, tile8_* (default: planned; name without a plan)")
     opt("--val-names", nargs="+", metavar="STEM", help="hold out these files (stems; stack pages as stem:page)")
     opt("--folds", type=int, metavar="K", help="k-fold: hold out one of K contiguous blocks of files")
     opt("--fold", type=int, metavar="I", help="which fold to hold out (0-based)")
@@ -194,15 +207,43 @@ def _colour(text: str):
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .training import read_recipe, train
+    from .training import train
 
-    fixed = {"images", "masks", "out", "resume", "quiet", "run", "command", "debug", "config"}
+    train(args.images, args.masks, args.out, resume=args.resume, plan=not args.no_plan, progress=not args.quiet,
+          **_options(args))
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """The flat training options given: a recipe file's, then the flags (which override it)."""
+    from .training import read_recipe
+
+    fixed = {"images", "masks", "out", "resume", "quiet", "run", "command", "debug", "config", "no_plan", "write", "memory_mb"}
     flags = {k: v for k, v in vars(args).items() if k not in fixed}
     options = {**(read_recipe(args.config) if args.config else {}), **flags}
     for key in ("val_names", "ignore_colours"):
         if options.get(key) is not None:
             options[key] = tuple(options[key])
-    train(args.images, args.masks, args.out, resume=args.resume, progress=not args.quiet, **options)
+    return options
+
+
+def _plan_args(parser: argparse.ArgumentParser) -> None:
+    from .planning import MEMORY_MB
+
+    _data_args(parser)
+    parser.add_argument("--out", dest="write", metavar="PLAN.yaml", help="write the plan as a recipe file "
+                        "(`unetkit train --config PLAN.yaml` runs it)")
+    parser.add_argument("--memory-mb", type=float, default=MEMORY_MB, help=f"training memory budget (default {MEMORY_MB})")
+    _option_args(parser)  # given ones are kept as given; mask options say how masks are read, model options size the patch
+
+
+def _plan(args: argparse.Namespace) -> None:
+    from .training import plan, write_plan
+
+    the_plan = plan(args.images, args.masks, memory_mb=args.memory_mb, **_options(args))
+    print(the_plan.table())
+    if args.write:
+        write_plan(args.write, the_plan)
+        print(f"plan: {args.write}")
 
 
 def _predict_args(parser: argparse.ArgumentParser) -> None:
@@ -275,6 +316,7 @@ def _export(args: argparse.Namespace) -> None:
 # name -> (help, add_arguments, run); commands register here.
 COMMANDS = {
     "model": ("print a preset's layers, parameters, FLOPs and sizes", _model_args, _model),
+    "plan": ("fingerprint a training set and print the plan `train` would run (each choice with its reason)", _plan_args, _plan),
     "train": ("train a U-Net on a folder of images and a folder of masks", _train_args, _train),
     "demo": ("train, predict and evaluate on the embedded data; write a report", _demo_args, _demo),
     "evaluate": ("score predictions against ground truth (IoU, Dice, ISBI 2012 errors); JSON and HTML report", _evaluate_args, _evaluate),

@@ -146,6 +146,8 @@ def load_file(path: str | Path) -> dict:
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly", "constant")
 LOSSES = ("ce", "dice", "ce+dice")
+CLASS_WEIGHTINGS = ("auto", "median", "none")  # "auto": inverse frequency (the paper's w_c); or "w0,w1,..."
+VAL_SPLITS = ("name", "random", "group")  # how validation files are held out (data/pairing.py `split_pairs`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,9 +204,10 @@ class TrainConfig:
     weight_map: bool = True  # the paper's border weights (w0, sigma) on top of class balance
     w0: float = 10.0
     sigma: float = 5.0
-    class_weights: str = "auto"  # "auto" (inverse frequency), "none", or "w0,w1,..."
+    class_weights: str = "auto"  # "auto" (inverse frequency), "median" (median frequency), "none", or "w0,w1,..."
     fg_oversample: float = 0.0  # share of patches centred on a random foreground pixel
-    val_fraction: float = 0.2  # the last files by name are held out
+    val_fraction: float = 0.2  # share of the files held out, as val_split says
+    val_split: str = "name"  # "name": the last files by name; "random": a seeded draw; "group": the last file-name groups
     val_names: tuple[str, ...] | None = None  # explicit held-out stems (stack pages: "stem:page")
     folds: int | None = None  # k-fold: hold out fold `fold` of `folds` contiguous blocks
     fold: int = 0
@@ -219,6 +222,7 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("loss", self.loss, LOSSES)
+        _check_choice("val_split", self.val_split, VAL_SPLITS)
         if not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
             raise ValueError(f"bn_calibration must be an integer >= 0, got {self.bn_calibration!r}")
         for name in ("batch_size", "patch_size", "samples_per_epoch", "folds"):

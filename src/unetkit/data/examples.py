@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from ..io import label_dtype, read_image, read_mask
+from ..io import is_palette, label_dtype, read_image, read_mask
 from .instance_maps import instance_objects
 from .masks import Survey, classes_only_in, describe, mask_to_classes, resolve_masks
 from .normalize import dataset_mean_std, normalize
@@ -45,7 +45,8 @@ class Example:
 def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The raw image (C, H, W), its class ids (H, W) and, for instance maps, its objects (H, W), checked to match in size."""
     image = read_image(pair.image, pair.page)
-    raw = _fit_to(read_mask(pair.mask, pair.page), image.shape[1:], pair)
+    raw = read_mask(pair.mask, pair.page, palette_colours=config.mask_kind == "colours")
+    raw = _fit_to(raw, image.shape[1:], pair)
     classes = mask_to_classes(raw, config, path=pair.mask)
     objects = instance_objects(raw, classes) if config.mask_kind == "instances" else None
     return image, _compact(classes), objects
@@ -116,15 +117,35 @@ def find_mask_convention(train: list[Pair], config: DataConfig, val: list[Pair] 
     Validation masks (`val`) are checked against it: a value outside the class table is an error, a
     class of the table that no training mask holds a printed warning (the model cannot learn it).
     """
-    survey = Survey()
-    for pair in train:
-        survey.add(read_mask(pair.mask, pair.page), pair.mask)
-    config = resolve_masks(survey, config)
+    config, survey, _ = survey_masks(train, config)
     if val:
         held_out = Survey(count_labels=False)
         for pair in val:
-            held_out.add(read_mask(pair.mask, pair.page), pair.mask)
+            held_out.add(read_mask(pair.mask, pair.page, palette_colours=config.mask_kind == "colours"), pair.mask)
         for k, path in sorted(classes_only_in(held_out, survey, config).items()):
             warn(f"class {k} is in the validation masks (e.g. {getattr(path, 'name', path)}) but in none of the training "
                  f"masks: the model cannot learn it, and its validation IoU stays 0")
     return config
+
+
+def survey_masks(pairs: list[Pair], config: DataConfig, keep: bool = False) -> tuple[DataConfig, Survey, list[np.ndarray]]:
+    """(the convention of `pairs`' masks, the survey, their raw arrays in order if `keep`), each mask read once.
+
+    Palette PNGs are surveyed last: in a set of colour-coded masks they are
+    read as their colours (some tools save a few colour masks with a palette),
+    elsewhere as their indices.
+    """
+    survey, kept, palettes = Survey(), {}, []
+    for index, pair in enumerate(pairs):
+        if is_palette(pair.mask):
+            palettes.append(index)
+            continue
+        raw = read_mask(pair.mask, pair.page)
+        survey.add(raw, pair.mask)
+        kept[index] = raw if keep else None
+    colours = config.mask_kind == "colours" or survey.kind == "colours"
+    for index in palettes:
+        raw = read_mask(pairs[index].mask, pairs[index].page, palette_colours=colours)
+        survey.add(raw, pairs[index].mask)
+        kept[index] = raw if keep else None
+    return resolve_masks(survey, config), survey, [kept[i] for i in range(len(pairs))] if keep else []

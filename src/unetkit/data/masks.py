@@ -247,7 +247,8 @@ def _from_colours(raw: np.ndarray, config: DataConfig, path) -> np.ndarray:
         raise UserError(f"colour {colour} is not in the class table of the training masks", path=path,
                         fix=f"name it with --ignore-colour {','.join(map(str, code_colour(int(codes[unknown][0]))))}, "
                         "or give the table with --palette FILE")
-    classes[ignored] = config.ignore_index
+    if ignored.any():  # (no ignore_index to write where no colour is ignored)
+        classes[ignored] = config.ignore_index
     return classes
 
 

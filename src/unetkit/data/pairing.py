@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
 
+from ..config import VAL_SPLITS
 from ..errors import UserError
 from ..io import count_pages, list_images
 
@@ -80,6 +82,19 @@ def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[Pair]:
     return pairs
 
 
+def group_key(name: str) -> str:
+    """The group of a file: its stem without the last run of digits and what follows ("tile3_007" -> "tile3_")."""
+    return re.sub(r"\d+\D*$", "", name.split(":")[0])
+
+
+def name_groups(names: list[str]) -> dict[str, list[str]] | None:
+    """Files grouped by `group_key`, when the names form groups (2+ groups, 2+ files each on average); else None."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(group_key(name), []).append(name)
+    return groups if 2 <= len(groups) <= len(names) / 2 else None
+
+
 def split_pairs(
     pairs: list[Pair],
     *,
@@ -87,13 +102,17 @@ def split_pairs(
     val_names: tuple[str, ...] | None = None,
     folds: int | None = None,
     fold: int = 0,
+    split: str = "name",
+    seed: int = 0,
 ) -> tuple[list[Pair], list[Pair]]:
     """(train, validation) split by file, never by pixel.
 
     `val_names` picks stems; `folds`/`fold` holds out one of `folds` contiguous
-    blocks in name order; else the last `val_fraction` of the files by name
-    (neighbouring sections of a stack are alike: a contiguous block is the
-    honest hold-out). Works from 2 pairs; 1 pair trains only with no validation.
+    blocks in name order; else `val_fraction` of the files: with `split="name"`
+    the last files by name (neighbouring sections of a stack are alike: a
+    contiguous block is the honest hold-out), "random" a seeded draw, "group"
+    the last whole groups of `name_groups` (tiles of one scene overlap). Works
+    from 2 pairs; 1 pair trains only with no validation.
     """
     names = [p.name for p in pairs]
     if val_names:
@@ -114,11 +133,24 @@ def split_pairs(
                 path=pairs[0].image,
                 fix="add images, or pass --val-fraction 0 to train without validation",
             )
-        count = min(max(1, round(val_fraction * len(pairs))), len(pairs) - 1)
-        held = set(names[-count:])
+        held = _held_out(names, val_fraction, split, seed)
     else:
         held = set()
     train = [p for p in pairs if p.name not in held]
     if not train:
         raise UserError("every image is held out for validation", fix="hold out fewer images")
     return train, [p for p in pairs if p.name in held]
+
+
+def _held_out(names: list[str], fraction: float, split: str, seed: int) -> set[str]:
+    if split not in VAL_SPLITS:
+        raise ValueError(f"split={split!r} is not one of {', '.join(VAL_SPLITS)}")
+    groups = name_groups(names) if split == "group" else None
+    if groups is not None:
+        keys = sorted(groups)
+        count = min(max(1, round(fraction * len(keys))), len(keys) - 1)
+        return {name for key in keys[-count:] for name in groups[key]}
+    count = min(max(1, round(fraction * len(names))), len(names) - 1)
+    if split == "random":
+        return set(np.random.default_rng(seed).choice(names, count, replace=False).tolist())
+    return set(names[-count:])  # "name", or "group" where the names form no groups

@@ -43,6 +43,16 @@ def balancing_weights(counts: np.ndarray) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def median_frequency_weights(counts: np.ndarray) -> np.ndarray:
+    """w_c = median(f) / f_c over the classes present (Eigen and Fergus 2015): rare classes gain, without the
+    extreme weights inverse frequency gives a class of 0.1% of the pixels. Absent classes get 0."""
+    counts = np.asarray(counts, np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = np.median(counts[present]) / counts[present]
+    return weights.astype(np.float32)
+
+
 def prior_offsets(class_weights) -> np.ndarray | None:
     """Logit offsets -log w_c that undo a loss's class weights; None when there is nothing to undo.
 

@@ -198,7 +198,8 @@ def _from_probabilities(probs: np.ndarray, n_classes: int, boundary_class: int |
 
 def read_ground_truth(pair: PredictionPair, masks: DataConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """Class ids by the mask convention and, for instance label maps, the map itself (the objects to match)."""
-    return ground_truth(read_mask(pair.gt, pair.page), masks, pair.gt)
+    raw = read_mask(pair.gt, pair.page, palette_colours=masks.mask_kind == "colours")
+    return ground_truth(raw, masks, pair.gt)
 
 
 def ground_truth(raw: np.ndarray, masks: DataConfig, source) -> tuple[np.ndarray, np.ndarray | None]:

@@ -6,6 +6,8 @@ from .images import (
     TIFF_SUFFIXES,
     check_pixels,
     count_pages,
+    image_size,
+    is_palette,
     is_tiff,
     label_dtype,
     list_images,
@@ -16,6 +18,6 @@ from .images import (
 from .sources import ArraySource, TiffSource, strided_sample
 
 __all__ = [
-    "atomic_path", "write_bytes", "write_text", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixels", "count_pages", "is_tiff",
+    "atomic_path", "write_bytes", "write_text", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixels", "count_pages", "image_size", "is_palette", "is_tiff",
     "label_dtype", "list_images", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "strided_sample",
 ]

@@ -56,6 +56,22 @@ def count_pages(path: str | Path) -> int:
             return int(series.shape[0])
 
 
+def image_size(path: str | Path, page: int | None = None) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding the pixels."""
+    if is_tiff(path):
+        from .sources import TiffSource
+
+        source = TiffSource(path, page)
+        source.close()
+        return source.shape[1:]
+    with _opening(path):
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = MAX_PNG_PIXELS
+        with Image.open(path) as img:
+            return img.height, img.width
+
+
 def read_image(path: str | Path, page: int | None = None) -> np.ndarray:
     """An image as a `(C, H, W)` array in its stored dtype. `page` picks one image of a stack."""
     array, axes = _read_raw(path)
@@ -72,12 +88,29 @@ def check_pixels(pixels: np.ndarray, path) -> None:
         raise UserError("image holds NaN or infinite values", path=path, fix="replace them (e.g. by 0) and save again")
 
 
-def read_mask(path: str | Path, page: int | None = None) -> np.ndarray:
+def is_palette(path: str | Path) -> bool:
+    """A palette image (PNG/GIF mode P), from its header: its pixels are indices into a colour table."""
+    if is_tiff(path):
+        return False
+    with _opening(path):
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return img.mode in ("P", "PA")
+
+
+def read_mask(path: str | Path, page: int | None = None, *, palette_colours: bool = False) -> np.ndarray:
     """A mask's raw values: `(H, W)` integers, or `(H, W, 3)` uint8 for a colour-coded mask (see `data.masks`).
 
-    An RGB-saved grey mask (all channels equal) is read as grey.
+    An RGB-saved grey mask (all channels equal) is read as grey. A palette PNG
+    is read as its indices, or as its colours with `palette_colours` (a set of
+    colour-coded masks where some tool saved a few with a palette).
     """
-    image = read_image(path, page)
+    if palette_colours and is_palette(path):
+        array, axes = _read_raw(path, palette_colours=True)
+        image = _to_chw(array, axes, path, page)
+    else:
+        image = read_image(path, page)
     if image.shape[0] != 1 and not all(np.array_equal(image[0], c) for c in image[1:]):
         if image.shape[0] not in (3, 4) or image.dtype != np.uint8:
             raise UserError(f"mask has {image.shape[0]} different {image.dtype} channels", path=path,
@@ -93,7 +126,7 @@ def read_mask(path: str | Path, page: int | None = None) -> np.ndarray:
     return mask
 
 
-def _read_raw(path: str | Path) -> tuple[np.ndarray, str]:
+def _read_raw(path: str | Path, palette_colours: bool = False) -> tuple[np.ndarray, str]:
     path = Path(path)
     with _opening(path):
         if is_tiff(path):
@@ -109,8 +142,10 @@ def _read_raw(path: str | Path) -> tuple[np.ndarray, str]:
         with Image.open(path) as img:  # raises DecompressionBombError past 2x the limit
             _check_size(path, img.width * img.height * len(img.getbands()) * 2)
             img.load()
-            if img.mode == "P":  # palette masks: the indices are the labels
+            if img.mode == "P" and not palette_colours:  # palette masks: the indices are the labels
                 return np.asarray(img), "YX"
+            if img.mode in ("P", "PA"):
+                img = img.convert("RGB")
             if img.mode in ("LA", "RGBA", "PA"):
                 img = img.convert("RGB") if img.mode != "LA" else img.convert("L")
             if img.mode in ("CMYK", "YCbCr", "HSV"):

@@ -15,6 +15,7 @@ from . import distributed
 from .context import HOOKS, Hooks
 from .loop import fit
 from .options import Recipe, build_configs, check_resume_options, plain_options, resumed_run_config, stored_configs
+from .planned import plan as plan_data
 from .setup import Job, build_context, determinism
 
 
@@ -26,6 +27,7 @@ def train(
     run: RunConfig | None = None,
     *,
     resume: bool = False,
+    plan: bool = True,
     progress: bool = True,
     hooks: Hooks | None = None,
     build_model=UNet,
@@ -39,7 +41,12 @@ def train(
     minutes, `batch_size`, `lr`, `rotate`, `classes`, `augment=False`,
     `base_width`), applied on top. `resume=True` continues the run in `out`
     exactly where it stopped: its recipe is kept (options that repeat it are
-    accepted), its run options may change. `hooks` maps "on_step_end" (loop),
+    accepted), its run options may change, its stored plan is shown again.
+    `plan=True` chooses the options not given (normalisation, patch, batch,
+    rotations, border weights, class weighting, loss, validation split) from
+    the data as `unetkit.plan` does, and stores the plan in config.json (a
+    `recipe` passed whole is taken as given: no plan); `plan=False`: the
+    fixed defaults. `hooks` maps "on_step_end" (loop),
     "on_epoch_end" (loop, row) and "on_train_end" (model, loop) to callables,
     called on every process. `build_model(model_config)` makes the network
     (default `UNet`); another architecture, for comparisons, must answer
@@ -48,14 +55,10 @@ def train(
     the run cleanly and return; Ctrl-C (SIGINT) stops it cleanly too, then
     raises KeyboardInterrupt once everything is saved (`unetkit train` exits 130).
     """
-    hooks = dict(hooks or {})
-    unknown_hooks = set(hooks) - set(HOOKS)
-    if unknown_hooks:
-        raise ValueError(f"unknown hook(s) {', '.join(sorted(unknown_hooks))}; valid: {', '.join(HOOKS)}")
     out = Path(out)
-    recipe, run, split, given = _configs(out, recipe, run, options, resume)
-    job = Job(Path(images), Path(masks), out, recipe, run, split, given, resume, hooks, progress)
-    device = resolve_device(run.device)
+    job = _job(Path(images), Path(masks), out, recipe, run, options, resume=resume, plan=plan, hooks=_checked(hooks),
+               progress=progress)
+    device = resolve_device(job.run.device)
     if device.type == "cpu":
         keep_freed_memory()
     joined_here = not torch.distributed.is_initialized()  # leave a caller's process group alone
@@ -77,13 +80,34 @@ def train(
     return out
 
 
-def _configs(out: Path, recipe: Recipe | None, run: RunConfig | None, options: dict, resume: bool):
-    """(Recipe, RunConfig, stored split or None, the run's first options): from the arguments or the run folder."""
-    if not resume:
-        if (out / CONFIG_FILE).exists():
-            raise UserError("run folder already holds a run", path=out, fix="pass --resume to continue it, or choose a new --out")
-        return *build_configs(options, recipe, run), None, plain_options(options)
+def _checked(hooks: Hooks | None) -> Hooks:
+    unknown = set(hooks or {}) - set(HOOKS)
+    if unknown:
+        raise ValueError(f"unknown hook(s) {', '.join(sorted(unknown))}; valid: {', '.join(HOOKS)}")
+    return dict(hooks or {})
+
+
+def _job(images: Path, masks: Path, out: Path, recipe, run, options: dict, *, resume: bool, plan: bool, hooks, progress) -> Job:
+    if resume:
+        recipe, run, split, given, stored_plan = _resumed_configs(out, run, options)
+    else:
+        (recipe, run, given, stored_plan), split = _new_configs(images, masks, out, recipe, run, options, plan), None
+    return Job(images, masks, out, recipe, run, split, given, resume, hooks, progress, stored_plan)
+
+
+def _new_configs(images: Path, masks: Path, out: Path, recipe, run, options: dict, planned: bool):
+    """(Recipe, RunConfig, the options given, the plan as a dict or None) of a new run."""
+    if (out / CONFIG_FILE).exists():
+        raise UserError("run folder already holds a run", path=out, fix="pass --resume to continue it, or choose a new --out")
+    the_plan = plan_data(images, masks, **options) if planned and recipe is None else None
+    chosen = the_plan.planned() if the_plan else {}
+    return *build_configs({**chosen, **options}, recipe, run), plain_options(options), the_plan and the_plan.to_dict()
+
+
+def _resumed_configs(out: Path, run: RunConfig | None, options: dict):
+    """(Recipe, RunConfig, split, the first options, the plan) of the run in `out`: stored, never planned again."""
     stored = read_config(out)
     check_resume_options(stored, options, out / CONFIG_FILE)
     stored_recipe, stored_run = stored_configs(stored, str(out / CONFIG_FILE))
-    return stored_recipe, resumed_run_config(run or stored_run, options), stored.get("split"), stored.get("options", {})
+    run = resumed_run_config(run or stored_run, options)
+    return stored_recipe, run, stored.get("split"), stored.get("options", {}), stored.get("plan")

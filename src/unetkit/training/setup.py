@@ -18,6 +18,7 @@ from ..data import (
     balancing_weights,
     class_frequencies,
     load_examples,
+    median_frequency_weights,
     pair_files,
     required_slack,
     split_pairs,
@@ -26,6 +27,7 @@ from ..data import (
 from ..devices import cpu_has_native_bf16
 from ..errors import UserError
 from ..model import make_loss
+from ..planning import Plan, default_patch
 from . import distributed
 from .context import Context, Hooks, Loop
 from .logs import print_plan
@@ -34,7 +36,6 @@ from .state import restore_checkpoint
 from .step import make_optimizer
 
 DEFAULT_EPOCHS = 50
-DEFAULT_PATCH = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Job:
     resume: bool
     hooks: Hooks
     progress: bool
+    plan: dict | None = None  # the plan from the data (`planning.Plan.to_dict`), stored in config.json
 
 
 def build_context(job: Job, device: torch.device, world: distributed.World, build_model) -> tuple[Context, Loop]:
@@ -58,6 +60,10 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
     _check_world(job, device, world)
     if job.resume and world.main:
         remove_stale_temporaries(job.out)  # what writes killed mid-way left behind
+    if job.plan and world.main and job.progress:
+        from tqdm import tqdm
+
+        tqdm.write(("the run's stored plan:\n" if job.resume else "") + Plan.from_dict(job.plan).table())
     train_pairs, val_pairs = _pairs(job)
     train_set, val_set, data_config = load_examples(train_pairs, val_pairs, job.recipe.data, progress=job.progress and world.main)
     model_config = dataclasses.replace(job.recipe.model, in_channels=data_config.in_channels, n_classes=data_config.n_classes)
@@ -69,7 +75,8 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
     _attach_weight_maps(train_set, config, data_config, class_weights, job.progress and world.main)
     if world.main:
         split = {"train": [p.name for p in train_pairs], "val": [p.name for p in val_pairs]}
-        stored = save_config(job.out, model_config, data_config, train=config, run=run, split=split, options=job.given)
+        plan = {"plan": job.plan} if job.plan else {}
+        stored = save_config(job.out, model_config, data_config, train=config, run=run, split=split, options=job.given, **plan)
         write_recipe(job.out, stored)
     distributed.barrier(world)
     amp_dtype = _amp_dtype(run, device)
@@ -101,7 +108,7 @@ def _pairs(job: Job):
     config = job.recipe.train
     if job.split is None:
         return split_pairs(pairs, val_fraction=config.val_fraction, val_names=config.val_names,
-                           folds=config.folds, fold=config.fold)
+                           folds=config.folds, fold=config.fold, split=config.val_split, seed=config.seed)
     by_name = {p.name: p for p in pairs}
     missing = [n for n in job.split["train"] + job.split["val"] if n not in by_name]
     if missing:
@@ -121,7 +128,7 @@ def _patches(examples: list[Example], net, config: TrainConfig, data_config: Dat
 def resolve(config: TrainConfig, run: RunConfig, net, examples: list[Example]) -> tuple[TrainConfig, RunConfig]:
     """Fill the `None` fields from the model and the data (patch, epoch length, learning rate, warm-up, length)."""
     smallest = min(min(e.shape) for e in examples)
-    patch = config.patch_size or _default_patch(net, smallest)
+    patch = config.patch_size or default_patch(net, smallest)
     try:
         net.check_input_size(patch, patch)
     except ValueError as exc:
@@ -136,18 +143,6 @@ def resolve(config: TrainConfig, run: RunConfig, net, examples: list[Example]) -
     warmup = config.warmup_steps if config.warmup_steps is not None else min(100, (total or 2000) // 20)
     lr = config.lr or {"adamw": 1e-3, "sgd": 1e-2}[config.optimizer]
     return dataclasses.replace(config, patch_size=patch, samples_per_epoch=per_epoch, warmup_steps=warmup, lr=lr), run
-
-
-def _default_patch(net, smallest_side: int) -> int:
-    """Same padding: 256 px, or the images' side rounded down to a multiple of total_stride.
-
-    Valid padding: the smallest input whose output is at least 128 px (or the images' side).
-    """
-    if net.margin:
-        wanted = min(128, smallest_side) + 2 * net.margin
-        return net.valid_input_size(wanted, wanted)[0]
-    unit = net.config.total_stride
-    return max(unit, min(DEFAULT_PATCH, smallest_side) // unit * unit)
 
 
 def total_steps(run: RunConfig, steps_per_epoch: int) -> int | None:
@@ -165,19 +160,19 @@ def _resumed_loop(ctx: Context) -> Loop:
 
 
 def _class_weights(config: TrainConfig, examples: list[Example], data_config: DataConfig) -> np.ndarray | None:
-    """w_c per class: inverse training-set frequency ("auto"), none, or given."""
+    """w_c per class: inverse training-set frequency ("auto"), median frequency ("median"), none, or given."""
     if config.class_weights == "none":
         return None
-    if config.class_weights == "auto":
+    if config.class_weights in ("auto", "median"):
         counts = class_frequencies([e.classes for e in examples], data_config.n_classes, data_config.ignore_index)
-        return balancing_weights(counts)
+        return balancing_weights(counts) if config.class_weights == "auto" else median_frequency_weights(counts)
     try:
         weights = np.array([float(w) for w in config.class_weights.split(",")], np.float32)
     except ValueError:
         weights = np.array([])
     if len(weights) != data_config.n_classes or np.any(weights < 0):
         raise UserError(f"--class-weights {config.class_weights!r} is not {data_config.n_classes} numbers >= 0",
-                        fix="pass auto, none, or one weight per class like 1,3")
+                        fix="pass auto, median, none, or one weight per class like 1,3")
     return weights
 
 

@@ -1,0 +1,127 @@
+"""Rules: a fingerprint -> the training choices, each with a one-line reason.
+
+The plan leaves a default only on evidence: data like the EM the defaults
+were tuned on (grey, two classes, touching cells, numbered sections) gets
+exactly the defaults. Each rule returns {option: (value, reason)}; option
+names are the flat training options (`unetkit train --help`, snake_case).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import AugmentConfig, ModelConfig, TrainConfig
+from ..model import UNet, training_megabytes
+from .fingerprint import NEAR_PX, Fingerprint
+
+DEFAULT_PATCH = 256  # px, same padding; valid padding: the smallest input with an output of 128 px
+GREY_SHARE = 0.5  # images with equal channels: at least this share of the set makes it grey (microscopy-like)
+UP_DIFFERENCE = 0.2  # class layout top vs bottom (total variation) at least this ...
+UP_CONTROL = 2.0  # ... and this many times the left vs right difference: the scenes have an "up"
+UP_MIN_MASKS = 4  # fewer masks say nothing of a layout
+NEAR_SHARE = 0.1  # objects within NEAR_PX of another: at least this share touch (or nearly)
+STUFF_AREA = 128 * 128  # px: objects this large (pixel-weighted median) are regions ("stuff"), a quarter patch
+BALANCED = 1.5  # largest / smallest class share at most this: no class weighting
+RARE_SHARE = 0.05  # a class under this share of the pixels: Dice beside cross-entropy
+
+Rules = dict[str, tuple[object, str]]
+
+
+def choose(fp: Fingerprint, model: ModelConfig, memory_mb: float) -> Rules:
+    """Every planned option, in the order the table shows them."""
+    return {**normalization(fp), **patch_and_batch(fp, model, memory_mb), **orientation(fp), **border_weights(fp),
+            **class_balance(fp), **validation(fp)}
+
+
+def normalization(fp: Fingerprint) -> Rules:
+    what = f"{fp.channels} channel(s) {fp.dtype}"
+    if fp.channels == 1 or fp.grey_share >= GREY_SHARE:
+        why = "grey" if fp.channels == 1 else f"grey saved as colour in {fp.grey_share:.0%} of the images"
+        return {"normalization": ("percentile", f"{what}, {why} (microscopy-like): per-image percentiles")}
+    if fp.dtype != "uint8":
+        return {"normalization": ("percentile", f"{what}, {fp.bits}-bit instrument values: per-image percentiles")}
+    return {"normalization": ("meanstd", f"{what} in colour (photographs, aerial): the training set's mean/std per "
+                                         "channel keeps colour and brightness meaningful across images")}
+
+
+def default_patch(net: UNet, smallest_side: int) -> int:
+    """Same padding: 256 px, or the images' side rounded down to a multiple of total_stride.
+
+    Valid padding: the smallest input whose output is at least 128 px (or the images' side).
+    """
+    if net.margin:
+        wanted = min(128, smallest_side) + 2 * net.margin
+        return net.valid_input_size(wanted, wanted)[0]
+    unit = net.config.total_stride
+    return max(unit, min(DEFAULT_PATCH, smallest_side) // unit * unit)
+
+
+def patch_and_batch(fp: Fingerprint, model: ModelConfig, memory_mb: float) -> Rules:
+    model = dataclasses.replace(model, in_channels=fp.channels, n_classes=len(fp.class_shares))
+    net = UNet(model)  # for its size arithmetic (a fraction of a second, even for the paper's)
+    patch = default_patch(net, fp.min_side)
+    batch = TrainConfig().batch_size
+    while batch > 1 and training_megabytes(model, patch, batch) > memory_mb:
+        batch //= 2
+    unit = net.config.total_stride  # valid sides are this far apart
+    while training_megabytes(model, patch, batch) > memory_mb and patch - unit > 2 * net.margin:
+        patch -= unit
+    if net.margin:
+        side = f"the smallest valid input with {min(128, fp.min_side)} px of output (images from {fp.min_side} px)"
+    elif patch >= DEFAULT_PATCH:
+        side = f"the default (images from {fp.min_side} px)"
+    else:
+        side = f"the images' smallest side, {fp.min_side} px, in whole steps of {net.config.total_stride}"
+    need = training_megabytes(model, patch, batch)
+    return {"patch_size": (patch, side),
+            "batch_size": (batch, f"{need:,.0f} MB per step of a {memory_mb:,.0f} MB budget (estimate)")}
+
+
+def orientation(fp: Fingerprint) -> Rules:
+    layout = f"class layout top/bottom {fp.top_bottom:.2f}, left/right {fp.left_right:.2f}"
+    if fp.sampled >= UP_MIN_MASKS and fp.top_bottom >= UP_DIFFERENCE and fp.top_bottom >= UP_CONTROL * fp.left_right:
+        return {"rotate": (0.0, f"the scenes have an up ({layout}): no rotations, no vertical flips"),
+                "flip": (True, "horizontal flips keep the up")}
+    return {"rotate": (AugmentConfig().rotate, f"no canonical up ({layout}): all rotations"),
+            "flip": (AugmentConfig().flip, "with the rotations: all 8 flips and quarter turns")}
+
+
+def border_weights(fp: Fingerprint) -> Rules:
+    near = f"{fp.near_share:.0%} of the objects within {NEAR_PX} px of another"
+    if fp.instances:
+        return {"weight_map": (True, f"instance masks ({near}): the border weights separate touching objects")}
+    if fp.object_area >= STUFF_AREA:
+        return {"weight_map": (False, f"regions, not objects (half the labelled pixels in regions over "
+                                      f"{fp.object_area:,.0f} px): no borders to keep open")}
+    if fp.near_share >= NEAR_SHARE:
+        return {"weight_map": (True, f"objects touch ({near}): the border weights keep the gaps open")}
+    return {"weight_map": (TrainConfig().weight_map, f"objects stand apart ({near}): the border term is near zero; "
+                                                     "kept as the paper's")}
+
+
+def class_balance(fp: Fingerprint) -> Rules:
+    shares = [s for s in fp.class_shares if s > 0]
+    rarest, ratio = min(shares), max(shares) / min(shares)
+    listed = " / ".join(f"{s:.1%}" for s in fp.class_shares)
+    if ratio <= BALANCED:
+        weights = ("none", f"classes balanced ({listed})")
+    elif len(shares) == 2:
+        weights = (TrainConfig().class_weights, f"two classes, {listed}: inverse frequency (the paper's w_c)")
+    else:
+        weights = ("median", f"{len(shares)} classes, {listed}: median frequency (inverse would weigh the rarest "
+                             f"{1 / (len(shares) * rarest):.0f}x)")
+    if rarest < RARE_SHARE:
+        loss = ("ce+dice", f"rarest class {rarest:.1%} of the pixels: Dice counts it by overlap, not by pixels")
+    else:
+        loss = (TrainConfig().loss, f"rarest class {rarest:.1%} of the pixels: cross-entropy")
+    return {"class_weights": weights, "loss": loss}
+
+
+def validation(fp: Fingerprint) -> Rules:
+    if fp.groups:
+        sizes = ", ".join(f"{k or '(none)'} x{n}" for k, n in list(fp.groups.items())[:4])
+        return {"val_split": ("group", f"{len(fp.groups)} groups in the file names ({sizes}, ...): whole groups held "
+                                       "out, files of a group overlap")}
+    if fp.names == "ids":
+        return {"val_split": ("random", "file names are ids with no order: a seeded random draw")}
+    return {"val_split": (TrainConfig().val_split, f"{fp.names} file names: the last by name (neighbours are alike)")}
