@@ -86,6 +86,7 @@ LEAN = [("fp32, seed 0", "threshold_lean-20261126-004659.json"), ("fp32, seed 1"
 SPEED = "predict_speed-20261126-005614.json"
 MEMORY = "predict_memory-20261125-163619.json"
 TRAIN = "bench_train-20261125-163641.json"
+TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json"]  # bench_train.py's side-by-side format (issue 17)
 METRICS = "metrics-20261125-172414.json"
 FUZZ = ["fuzz-20261201-213537.json", "fuzz-20261201-213444.json"]  # the full run, the short check (measured files)
 CRASH = "crash-20261125-173740.json"
@@ -310,6 +311,22 @@ def training_table() -> list[str]:
     return lines
 
 
+def side_by_side_table() -> list[str]:
+    """Whole-run samples/s of the previous settings, today's default and MONAI's networks, with the step's parts."""
+    lines = header(["run (JSON)", "model", "steps", "samples / s", "x before", "forward", "backward", "optimizer",
+                    "data share", "validation share (validations)"], right_from=2)
+    for file in TRAIN_SIDE_BY_SIDE:
+        results = load(file)["results"]
+        before = results["before"]["samples_per_s"]
+        for name, r in results.items():
+            label = {"before": "unetkit `default`, previous settings", "default": "unetkit `default`"}.get(name)
+            lines.append(row([f"`{file}`", label or model_name(name), f"{r['steps']:,}", f"{r['samples_per_s']:.1f}",
+                              f"{r['samples_per_s'] / before:.2f}", f"{r['forward_s'] * 1e3:.0f} ms",
+                              f"{r['backward_s'] * 1e3:.0f} ms", f"{r['optimizer_s'] * 1e3:.0f} ms",
+                              f"{r['data_share']:.1%}", f"{r['validation_share']:.1%} ({r['validations']})"]))
+    return lines
+
+
 def training_speed_table() -> list[str]:
     """Samples per second of each model in the side-by-side accuracy runs."""
     runs = [("fp32, seed 0", "accuracy_isbi-20261125-222443.json"), ("bf16, seed 0", "accuracy_isbi-20261125-231501.json")]
@@ -370,6 +387,7 @@ TABLES = {
     "speed": speed_table,
     "memory": memory_table,
     "training": training_table,
+    "training-side-by-side": side_by_side_table,
     "metrics": metrics_table,
     "robustness": robustness_table,
     "crash": crash_table,
