@@ -10,7 +10,7 @@ from ..config import DataConfig
 from ..errors import UserError
 from ..io import label_dtype, read_image, read_mask
 from .masks import Survey, describe, mask_to_classes, resolve_masks
-from .normalize import dataset_mean_std, normalize
+from .normalize import dataset_mean_std, imagenet_mean_std, normalize
 from .pairing import Pair
 
 
@@ -53,7 +53,8 @@ def load_examples(
 
     The mask convention and class count come from the training masks (printed);
     `in_channels` from the images (all must agree); for "meanstd" the
-    per-channel mean and std come from the training images only.
+    per-channel mean and std come from the training images only, for
+    "imagenet" from ImageNet; "auto" left unresolved becomes "percentile".
     """
     from tqdm import tqdm
 
@@ -70,6 +71,10 @@ def load_examples(
                 fix="give all images the same channels",
             )
     config = dataclasses.replace(config, in_channels=channels)
+    if config.normalization == "auto":  # training resolves it first for pretrained weights; here it is the default
+        config = dataclasses.replace(config, normalization="percentile")
+    if config.normalization == "imagenet":
+        config = dataclasses.replace(config, **imagenet_mean_std(channels))
     if config.normalization == "meanstd":
         config = dataclasses.replace(config, **dataset_mean_std([image for image, _ in raw[: len(train)]]))
     examples = [Example(p.name, normalize(image, config), classes) for p, (image, classes) in zip(train + val, raw)]
