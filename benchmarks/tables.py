@@ -61,6 +61,11 @@ PAIRED = [
     PairedRun("fp32, seed 0, earlier run", "accuracy_isbi-20261125-203823.json"),
 ]
 FP32_SEEDS = PAIRED[:3]
+# Issue 17: the speed defaults (bf16 where native, channels_last, validation within 10% of the time), one model per JSON.
+SPEED_DEFAULTS = [("unetkit-default", 0, "accuracy_isbi-20261202-013831.json"),
+                  ("unetkit-default", 1, "accuracy_isbi-20261202-015343.json"),
+                  ("unetkit-default", 2, "accuracy_isbi-20261202-020855.json"),
+                  ("monai-UNet", 0, "accuracy_isbi-20261202-022409.json")]
 # The sweep that chose the default: (variant, contender name, JSON with its scores, note)
 SWEEP = [
     ("`default`: width 16, depth 4, batch norm, same padding", "unetkit-default", "accuracy_isbi-20261125-191931.json", ""),
@@ -190,6 +195,26 @@ def isbi_seed_means() -> list[str]:
             values = [isbi_scores(run, part)[name][key] for run in FP32_SEEDS]
             cells.append(f"{fmt(statistics.mean(values))} ({fmt(min(values))}-{fmt(max(values))})")
         lines.append(row([model_name(name)] + cells))
+    return lines
+
+
+def isbi_speed_defaults() -> list[str]:
+    """The 15-minute runs with the speed defaults beside the three fp32 seeds of the previous release."""
+    keys = [("pixel error (p > 0.5)", "stack", "pixel_error"), ("Rand error, stack", "stack", "rand_error"),
+            ("warping error, stack", "stack", "warping_error"), ("Rand error, per-image mean", "mean", "rand_error")]
+    lines = header(["model", "settings", "seed", "steps"] + [k[0] for k in keys] + ["JSON"], right_from=2)
+    for name, seed, file in SPEED_DEFAULTS:
+        if file is None:
+            continue
+        r = load(file)["results"][name]
+        lines.append(row([model_name(name), "speed defaults", seed, f"{r['train_steps']:,}"]
+                         + [fmt(r[part][key]) for _, part, key in keys] + [f"`{file}`"]))
+    for name in ("unetkit-default", "monai-UNet"):
+        for seed, run in enumerate(FP32_SEEDS):
+            r = load(run.trained or run.scored)["results"][name]
+            scores = isbi_scores(run, "stack")[name], isbi_scores(run, "mean")[name]
+            lines.append(row([model_name(name), "previous (fp32)", seed, f"{r['train_steps']:,}"]
+                             + [fmt(scores[part == "mean"][("scored", key)]) for _, part, key in keys] + [f"`{run.scored}`"]))
     return lines
 
 
@@ -379,6 +404,7 @@ TABLES = {
     "isbi-mean": lambda: isbi_table("mean"),
     "isbi-rand-ranking": isbi_rand_ranking,
     "isbi-seed-means": isbi_seed_means,
+    "isbi-speed-defaults": isbi_speed_defaults,
     "isbi-lean": lean_table,
     "calibration": calibration_table,
     "early-runs": early_table,

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from unetkit import ModelConfig, UNet, create_model
-from unetkit.model import PRESETS, count_parameters, summarize
+from unetkit.model import PRESETS, build_model, count_parameters, summarize
 
 
 def conv_layers(model):
@@ -163,7 +163,7 @@ def check_model(config):
     """Shapes, gradients to every parameter, deterministic eval, exact state_dict round trip."""
     torch.manual_seed(0)
     channels, classes = config.in_channels, config.n_classes
-    model = UNet(config)
+    model = build_model(config)
     height, width = model.valid_input_size(64, 64)
     x = torch.randn(2, channels, height, width)
 
@@ -182,7 +182,7 @@ def check_model(config):
     with torch.inference_mode():
         first, second = model(x), model(x)
     torch.testing.assert_close(first, second, rtol=0, atol=0)
-    clone = UNet(config)
+    clone = build_model(config)
     clone.load_state_dict(model.state_dict())
     with torch.inference_mode():
         torch.testing.assert_close(clone.eval()(x), first, rtol=0, atol=0)

@@ -67,6 +67,7 @@ def test_em_gets_exactly_todays_defaults(tmp_path):
     """The hard constraint: on EM-like data (grey, two values, touching cells, numbered) the plan is the defaults."""
     planned = {k: c.value for k, c in choices(*em(tmp_path)).items()}
     defaults = {**vars(DataConfig()), **vars(AugmentConfig()), **vars(TrainConfig())}  # class_weights: the loss's
+    defaults["normalization"] = "percentile"  # what "auto" resolves to for a U-Net without a pretrained encoder
     differ = {k: (v, defaults[k]) for k, v in planned.items() if k != "patch_size" and v != defaults[k]}
     assert not differ, f"the plan leaves the defaults on EM: {differ}"
     assert planned["patch_size"] == 128  # the default rule: 256, or the images' side when smaller
@@ -133,6 +134,11 @@ def test_normalization_meanstd_for_colour_photographs_percentile_otherwise(tmp_p
     assert choices(*folder(tmp_path / "grey_rgb", grey_rgb, masks))["normalization"].value == "percentile"
     bands = [rng.integers(0, 4096, (4, 48, 48)).astype(np.uint16) for _ in range(4)]  # 12-bit in uint16, 4 bands
     assert choices(*folder(tmp_path / "bands", bands, masks))["normalization"].value == "percentile"
+    # Weights trained elsewhere keep the normalisation they were trained with ("auto" resolves it at training).
+    encoder = choices(tmp_path / "rgb" / "images", tmp_path / "rgb" / "masks", encoder="resnet18", padding="same")
+    assert encoder["normalization"].value == "auto" and "resnet18" in encoder["normalization"].reason
+    init = choices(tmp_path / "rgb" / "images", tmp_path / "rgb" / "masks", init=str(tmp_path / "some_run"))
+    assert init["normalization"].value == "auto" and "--init" in init["normalization"].reason
 
 
 def test_class_weighting_and_loss_follow_the_class_shares(tmp_path):

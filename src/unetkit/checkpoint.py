@@ -18,7 +18,7 @@ import torch
 from .config import DataConfig, ModelConfig, from_dict, to_dict
 from .errors import UserError, first_line
 from .io import atomic_path, write_text
-from .model import UNet
+from .model import UNetBase, build_model
 from .version import __version__
 
 CONFIG_FILE = "config.json"
@@ -30,7 +30,7 @@ WEIGHT_FILES = {"last": "model.safetensors", "best": "best.safetensors"}
 class Run:
     """A loaded run: the model (in eval mode), its data config and the whole config dict."""
 
-    model: UNet
+    model: UNetBase
     data: DataConfig
     config: dict = dataclasses.field(default_factory=dict)
     path: Path | None = None  # None for a model that was never saved
@@ -107,7 +107,7 @@ def load_run(run_dir: str | Path, weights: str = "auto") -> Run:
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     source = str(run_dir / CONFIG_FILE)
-    model = UNet(from_dict(ModelConfig, config["model"], source=source))
+    model = build_model(from_dict(ModelConfig, config["model"], source=source))  # an encoder's init: no download
     data = from_dict(DataConfig, config.get("data", {}), source=source)
     if weights == "auto":
         weights = "best" if (run_dir / WEIGHT_FILES["best"]).exists() else "last"

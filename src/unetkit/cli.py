@@ -13,20 +13,25 @@ from .version import __version__
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    from .model import PRESETS
+    from .model import ENCODERS, PRESETS
 
     parser.add_argument("--preset", default="default", help=f"one of: {', '.join(PRESETS)}")
     parser.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="default: 512 x 512 (572 for valid padding)")
     parser.add_argument("--in-channels", type=int, default=None)
     parser.add_argument("--classes", type=int, default=None, help="number of classes")
+    parser.add_argument("--encoder", help=f"a library encoder for the contracting path: {', '.join(ENCODERS)}")
 
 
 def _model(args: argparse.Namespace) -> None:
+    import torch
+
     from .model import create_model, summarize
 
-    overrides = {k: v for k, v in (("in_channels", args.in_channels), ("n_classes", args.classes)) if v is not None}
+    fields = (("in_channels", args.in_channels), ("n_classes", args.classes), ("encoder", args.encoder))
+    overrides = {k: v for k, v in fields if v is not None}
     try:
-        model = create_model(args.preset, **overrides)
+        with torch.device("meta"):  # the summary needs the structure only
+            model = create_model(args.preset, **overrides)
     except ValueError as exc:
         raise UserError(str(exc), fix="see `unetkit model --help`") from exc
     height, width = args.input_size or ((572, 572) if model.config.padding == "valid" else (512, 512))
@@ -151,7 +156,8 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--palette", metavar="FILE", dest="colours", type=_palette, help="colour masks: the class colours, one 'R,G,B' or '#RRGGBB' per line")
     opt("--ignore-colour", metavar="R,G,B", dest="ignore_colours", action="append", type=_colour,
         help="colour masks: a colour that counts nowhere (e.g. unlabeled); repeat for several")
-    opt("--normalization", choices=NORMALIZATIONS, help="per-image percentiles (default) or data-set mean/std")
+    opt("--normalization", choices=NORMALIZATIONS, help="default auto: ImageNet mean/std after per-image percentiles for pretrained "
+        "encoder weights, an --init run's own, else per-image percentiles; meanstd: the training set's")
     opt("--val-fraction", type=float, metavar="F", help="hold out a share F of the files, as --val-split says (default 0.2)")
     opt("--val-split", choices=VAL_SPLITS, help="name: the last files by name; random: a seeded draw; group: the last "
         "file-name groups, e.g. tile7_*, tile8_* (default: planned; name without a plan)")
@@ -169,8 +175,22 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--deterministic", action=flag, help="deterministic kernels: bitwise repeatable runs")
     opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
     opt("--sync-bn", action=flag, help="SyncBatchNorm across torchrun processes")
+    _transfer_args(opt)
     opt("--bn-calibration", type=int, metavar="N", help="re-estimate BatchNorm statistics on up to N clean training patches before each validation (default 32; 0: off)")
     _augment_args(opt)
+
+
+def _transfer_args(opt) -> None:
+    from .model import ENCODERS
+
+    opt("--encoder", metavar="NAME", help=f"a library encoder (Hugging Face transformers) as the contracting path: {', '.join(ENCODERS)}")
+    opt("--encoder-weights", metavar="imagenet|FILE|none", help="the encoder's first weights (default imagenet, fetched from the "
+        "Hugging Face hub; FILE: safetensors or torch.save state dict in the library's key layout)")
+    opt("--init", metavar="RUN", help="start from the weights of an earlier run of the same architecture (the head anew if the classes differ)")
+    opt("--encoder-lr-scale", type=float, metavar="S", help="encoder learning rate = S x --lr (default 0.1 when pretrained, else 1)")
+    opt("--freeze-encoder-steps", type=int, metavar="N", help="keep the encoder fixed for the first N steps (default 0)")
+    opt("--freeze-encoder-bn-below", type=int, metavar="B", help="keep a pretrained encoder's BatchNorm statistics when the batch "
+        "per process is below B (default 4; 0: never)")
 
 
 def _augment_args(opt) -> None:

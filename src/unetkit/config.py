@@ -16,7 +16,10 @@ from .errors import UserError
 PADDINGS = ("valid", "same")
 NORMS = ("none", "batch", "instance", "group")
 UPSAMPLES = ("transposed", "bilinear")
-NORMALIZATIONS = ("percentile", "meanstd", "none")
+# "imagenet": per-image percentiles to [0, 1], then the ImageNet mean/std (pretrained encoders);
+# "auto": "imagenet" for a pretrained encoder, the --init run's, else "percentile" (resolved by training).
+NORMALIZATIONS = ("auto", "percentile", "meanstd", "imagenet", "none")
+ENCODER_DEPTH = 5  # every supported encoder reduces by 32 = 2**5 (model/encoders.py)
 MASK_KINDS = ("auto", "ids", "values", "foreground", "colours", "instances")  # see data/masks.py
 
 
@@ -40,6 +43,8 @@ class ModelConfig:
     residual: bool = False  # residual shortcut around each pair of 3x3 convs
     dropout: float = 0.0  # at the end of the contracting path, as in the paper
     stem_stride: int = 1  # 2: the first conv strides, the top level runs at half resolution (4x fewer FLOPs there)
+    encoder: str | None = None  # a library encoder for the contracting path (model/encoders.py); None: the U-Net's own
+    encoder_config: dict | None = None  # overrides of the encoder's library config (e.g. smaller hidden_sizes)
 
     def __post_init__(self):
         _check_choice("padding", self.padding, PADDINGS)
@@ -56,6 +61,18 @@ class ModelConfig:
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride!r}")
         if self.stem_stride == 2 and self.padding == "valid":
             raise ValueError("stem_stride=2 needs padding='same' (the strided stem is built for same padding only)")
+        if self.encoder is not None:
+            self._check_encoder()
+
+    def _check_encoder(self) -> None:
+        if self.padding != "same":
+            raise ValueError(f"encoder {self.encoder} needs padding='same' (library encoders pad their convolutions); "
+                             "use a same-padding preset such as default")
+        if self.stem_stride != 1:
+            raise ValueError(f"encoder {self.encoder} has its own stem: stem_stride must be 1")
+        if self.encoder_config is not None and not isinstance(self.encoder_config, dict):
+            raise ValueError(f"encoder_config must be a mapping of library config fields, got {self.encoder_config!r}")
+        object.__setattr__(self, "depth", ENCODER_DEPTH)  # the encoder fixes the number of reductions
 
     @property
     def total_stride(self) -> int:
@@ -78,9 +95,9 @@ class DataConfig:
     mask_values: tuple[int, ...] | None = None  # "values": the raw value of class 0 and of class 1
     colours: tuple[tuple[int, int, int], ...] | None = None  # "colours": RGB of each class (found, or --palette)
     ignore_colours: tuple[tuple[int, int, int], ...] | None = None  # colours that count nowhere (e.g. "unlabeled")
-    normalization: str = "percentile"
+    normalization: str = "auto"  # see NORMALIZATIONS; a run stores the resolved one
     percentiles: tuple[float, float] = (1.0, 99.8)
-    mean: tuple[float, ...] | None = None  # per channel, filled from the training set for "meanstd"
+    mean: tuple[float, ...] | None = None  # per channel: the training set's ("meanstd") or ImageNet's ("imagenet")
     std: tuple[float, ...] | None = None
     class_weights: tuple[float, ...] | None = None  # the loss's w_c, filled by training; prediction divides them out
 
@@ -213,6 +230,12 @@ class TrainConfig:
     fold: int = 0
     seed: int = 0
     grad_clip: float = 1.0  # max gradient norm; 0 switches clipping off
+    # Transfer (training/transfer.py): where the first weights come from and how the pretrained part learns.
+    init: str | None = None  # a run folder whose weights start this run (same architecture; the head anew if the classes differ)
+    encoder_weights: str | None = None  # "imagenet", a file, or "none"; None: imagenet for an encoder model without init
+    encoder_lr_scale: float | None = None  # encoder lr = lr x this; None: 0.1 when pretrained, else 1
+    freeze_encoder_steps: int = 0  # the encoder's weights and BatchNorm statistics fixed for the first N steps
+    freeze_encoder_bn_below: int = 4  # a pretrained encoder's BatchNorm statistics fixed when the per-process batch is below N
     bn_calibration: int = 32  # BatchNorm statistics re-estimated on up to this many clean training patches (at most a third of an epoch's) before each validation; 0: off
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
@@ -237,6 +260,11 @@ class TrainConfig:
             raise ValueError("give either folds or val_names, not both")
         if self.grad_clip < 0:
             raise ValueError("grad_clip must be >= 0")
+        if self.encoder_lr_scale is not None and self.encoder_lr_scale < 0:
+            raise ValueError(f"encoder_lr_scale must be >= 0, got {self.encoder_lr_scale!r}")
+        for name in ("freeze_encoder_steps", "freeze_encoder_bn_below"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
 
 
 @dataclasses.dataclass(frozen=True)

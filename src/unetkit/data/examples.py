@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..io import is_palette, label_dtype, read_image, read_mask
 from .instance_maps import instance_objects
 from .masks import Survey, classes_only_in, describe, mask_to_classes, resolve_masks
-from .normalize import dataset_mean_std, normalize
+from .normalize import dataset_mean_std, imagenet_mean_std, normalize
 from .pairing import Pair
 
 # A mask larger than its image by at most this many pixels per side, and this share of the side, is cropped
@@ -87,7 +87,8 @@ def load_examples(
 
     The mask convention and class count come from the training masks (printed);
     `in_channels` from the images (all must agree); for "meanstd" the
-    per-channel mean and std come from the training images only.
+    per-channel mean and std come from the training images only, for
+    "imagenet" from ImageNet; "auto" left unresolved becomes "percentile".
     """
     from tqdm import tqdm
 
@@ -104,6 +105,10 @@ def load_examples(
                 fix="give all images the same channels",
             )
     config = dataclasses.replace(config, in_channels=channels)
+    if config.normalization == "auto":  # training resolves it first for pretrained weights; here it is the default
+        config = dataclasses.replace(config, normalization="percentile")
+    if config.normalization == "imagenet":
+        config = dataclasses.replace(config, **imagenet_mean_std(channels))
     if config.normalization == "meanstd":
         config = dataclasses.replace(config, **dataset_mean_std([image for image, *_ in raw[: len(train)]]))
     examples = [Example(p.name, normalize(image, config), classes, objects=objects if i < len(train) else None)

@@ -1,4 +1,4 @@
-"""Intensity normalisation: per-image percentiles, data-set mean and std, or none.
+"""Intensity normalisation: per-image percentiles, data-set mean and std, ImageNet's, or none.
 
 Prediction normalises exactly as training did (the run's DataConfig), with
 per-image statistics computed once per image, never per tile.
@@ -9,6 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DataConfig
+
+PER_IMAGE = ("auto", "percentile", "imagenet")  # normalisations that scale each image by its own percentiles
+# The statistics ImageNet encoders were trained with, for RGB in [0, 1] (torchvision's and the hub's).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_mean_std(channels: int) -> dict:
+    """ImageNet mean and std for `channels` inputs, matching how the first conv is adapted (model/encoders.py):
+    one channel sees the RGB weights summed, so the grey value gets the mean of the three statistics; more
+    than three channels repeat R, G, B cyclically."""
+    if channels == 1:
+        return {"mean": (sum(IMAGENET_MEAN) / 3,), "std": (sum(IMAGENET_STD) / 3,)}
+    return {"mean": tuple(IMAGENET_MEAN[c % 3] for c in range(channels)), "std": tuple(IMAGENET_STD[c % 3] for c in range(channels))}
 
 
 def intensity_stats(image: np.ndarray, config: DataConfig, max_samples: int = 1_000_000) -> np.ndarray:
@@ -25,19 +39,21 @@ def intensity_stats(image: np.ndarray, config: DataConfig, max_samples: int = 1_
 def normalize(image: np.ndarray, config: DataConfig, stats: np.ndarray | None = None) -> np.ndarray:
     """A `(C, H, W)` image as float32, normalised as the config says.
 
-    "percentile": (x - p_low) / (p_high - p_low) per channel and image (pass
-    `stats` from `intensity_stats` to reuse them across tiles of one image);
-    "meanstd": (x - mean) / std per channel from the training set; "none": as is.
+    "percentile" (and "auto" before training resolves it): (x - p_low) / (p_high - p_low)
+    per channel and image (pass `stats` from `intensity_stats` to reuse them
+    across tiles of one image); "meanstd": (x - mean) / std per channel from the
+    training set; "imagenet": the percentile scaling to [0, 1] (any bit depth),
+    then (x - mean) / std with ImageNet's statistics; "none": as is.
     """
     x = image.astype(np.float32, copy=True)
-    if config.normalization == "percentile":
+    if config.normalization in PER_IMAGE:
         stats = intensity_stats(image, config) if stats is None else stats
         low, high = stats[:, 0, None, None], stats[:, 1, None, None]
         x -= low.astype(np.float32)
         x /= np.maximum(high - low, 1e-6).astype(np.float32)
-    elif config.normalization == "meanstd":
+    if config.normalization in ("meanstd", "imagenet"):
         if config.mean is None or config.std is None:
-            raise ValueError("meanstd normalisation needs mean and std in the DataConfig")
+            raise ValueError(f"{config.normalization} normalisation needs mean and std in the DataConfig")
         x -= np.asarray(config.mean, np.float32)[:, None, None]
         x /= np.maximum(np.asarray(config.std, np.float32), 1e-6)[:, None, None]
     return x

@@ -77,18 +77,22 @@ class AttentionGate(nn.Module):
 
 
 class Up(nn.Module):
-    """Up-sample by 2 halving the channels, gate and crop the skip, concatenate, ConvBlock."""
+    """Up-sample by 2 to `out_ch` channels, gate and crop the skip, concatenate, ConvBlock.
 
-    def __init__(self, in_ch: int, out_ch: int, config: ModelConfig):
+    The skip has `skip_ch` channels (default `out_ch`, as in the U-Net; an encoder's features may differ).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, config: ModelConfig, skip_ch: int | None = None):
         super().__init__()
+        skip_ch = out_ch if skip_ch is None else skip_ch
         if config.upsample == "transposed":
             self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
         else:
             self.up = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(in_ch, out_ch, 1)
             )
-        self.gate = AttentionGate(out_ch, out_ch, max(out_ch // 2, 1)) if config.attention else None
-        self.block = ConvBlock(2 * out_ch, out_ch, config)
+        self.gate = AttentionGate(skip_ch, out_ch, max(out_ch // 2, 1)) if config.attention else None
+        self.block = ConvBlock(skip_ch + out_ch, out_ch, config)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)

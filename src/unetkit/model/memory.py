@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 
+from .encoders import encoder_channels
+
 # Activation memory per input pixel of one tile, in float32 values, is
 # estimated as (kept skips) + (working set at the top level), with channel
 # counts padded to 8 as oneDNN's blocked layouts do; the factor covers
 # allocator slack. Calibrated against peak RSS of one forward at 1024^2:
 # bytes/px measured (estimate) tiny 278 (312), default 583 (650), residual
-# 700 (810), attention 768 (810), paper 1738 (1915).
+# 700 (810), attention 768 (810), paper 1738 (1915). An encoder model keeps its
+# encoder's features as skips; the decoder's full-resolution level still
+# dominates: default + encoder resnet18 602 (653), resnet34 604 (653), resnet50
+# 691 (765), convnext_tiny 620 (671), convnextv2_atto 597 (638).
 MEMORY_SAFETY = 1.25
 MEMORY_FIXED_MB = 128  # per-forward overhead that does not scale with the tile (scratch, allocator)
 MAX_TILE = 1024  # larger tiles gain little and make the rows of a band long
@@ -21,6 +26,8 @@ TRAINING_FACTOR = 3.0
 def activation_bytes_per_pixel(config) -> float:
     """Estimated inference activation memory per input pixel of a tile (see MEMORY_SAFETY)."""
     widths = [max(8, -(-config.base_width * 2**level // 8) * 8) for level in range(config.depth + 1)]
+    if config.encoder is not None:  # levels 0, 1 are ours, the deeper skips the encoder's features
+        widths[2:] = encoder_channels(config)
     skips = sum(w / 4**level for level, w in enumerate(widths))  # kept for the decoder, at 1/4**level the pixels
     # Top level working set: up-conv out, concat, conv outs (+ norm outs, shortcut, attention map).
     extras = 2 * (config.norm != "none") + 2 * config.residual + 2 * config.attention

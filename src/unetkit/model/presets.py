@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import ModelConfig
-from .unet import UNet
+from .unet import UNet, UNetBase
 
 PRESETS: dict[str, dict] = {
     # The paper, exactly: 23 conv layers, 31,030,658 parameters for 2 classes.
@@ -28,6 +28,15 @@ def preset_config(name: str, **overrides) -> ModelConfig:
     return ModelConfig(**{**PRESETS[name], **overrides})
 
 
-def create_model(name: str = "default", **overrides) -> UNet:
-    """A U-Net from a named preset, e.g. `create_model("paper", n_classes=2)`."""
-    return UNet(preset_config(name, **overrides))
+def build_model(config: ModelConfig) -> UNetBase:
+    """The network a config describes: the plain U-Net, or with `config.encoder` an EncoderUNet."""
+    if config.encoder is None:
+        return UNet(config)
+    from .encoder_unet import EncoderUNet  # imports the encoder library only when asked for
+
+    return EncoderUNet(config)
+
+
+def create_model(name: str = "default", **overrides) -> UNetBase:
+    """A U-Net from a named preset, e.g. `create_model("paper", n_classes=2)` or `create_model("default", encoder="resnet34")`."""
+    return build_model(preset_config(name, **overrides))

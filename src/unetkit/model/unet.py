@@ -20,47 +20,18 @@ from ..config import ModelConfig
 from .layers import CONVS_PER_BLOCK, ConvBlock, Up, he_init, make_norm
 
 
-class UNet(nn.Module):
-    """`UNet(config)` maps (N, C_in, H, W) to logits (N, n_classes, H', W').
+class UNetBase(nn.Module):
+    """What every network here answers besides its forward pass: the size arithmetic of `self.config`.
 
-    H' = H for same padding and H - 2 * margin for valid padding. Sizes that
-    cannot be pooled evenly raise a ValueError naming the nearest valid sizes.
-    With `stem_stride=2` the whole U-Net runs at half resolution and a 2x2
-    up-convolution brings its features back to full size before the 1x1 head.
+    Same padding: sides must be multiples of `config.total_stride`; valid
+    padding: the paper's trace of convolutions and poolings (`_trace`).
     """
 
-    def __init__(self, config: ModelConfig | None = None, **fields):
-        super().__init__()
-        config = config or ModelConfig()
-        self.config = dataclasses.replace(config, **fields) if fields else config
-        c = self.config
-        # Channel bookkeeping, once: widths[i] is the width of level i (0 = top).
-        widths = [c.base_width * 2**i for i in range(c.depth + 1)]
-        self.encoder = nn.ModuleList(
-            ConvBlock(widths[i - 1], widths[i], c) if i else ConvBlock(c.in_channels, widths[0], c, stride=c.stem_stride)
-            for i in range(c.depth)
-        )
-        self.bottleneck = ConvBlock(widths[-2], widths[-1], c)
-        self.dropout = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
-        # decoder[0] is the deepest: widths[depth] -> widths[depth - 1].
-        self.decoder = nn.ModuleList(Up(widths[i + 1], widths[i], c) for i in reversed(range(c.depth)))
-        self.head = nn.Conv2d(widths[0], c.n_classes, 1)
-        if c.stem_stride == 2:
-            up = nn.ConvTranspose2d(widths[0], widths[0], 2, stride=2)
-            self.head = nn.Sequential(up, make_norm(c.norm, widths[0]), nn.ReLU(inplace=True), self.head)
-        self.apply(he_init)
+    config: ModelConfig
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input_size(x.shape[-2], x.shape[-1])
-        skips = []
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.dropout(self.bottleneck(x))
-        for up, skip in zip(self.decoder, reversed(skips)):
-            x = up(x, skip)
-        return self.head(x)
+    def frozen_norms(self) -> list[nn.Module]:
+        """BatchNorm layers whose statistics training keeps fixed (none here; see EncoderUNet)."""
+        return []
 
     # ------------------------------------------------------------- size arithmetic
 
@@ -105,10 +76,56 @@ class UNet(nn.Module):
             if self._trace(size) is None:
                 below, above = self._valid_sizes_near(size)
                 near = f"{below} or {above}" if below else f"{above}"
+                encoder = f", encoder {self.config.encoder}" if self.config.encoder else ""
                 raise ValueError(
-                    f"input {axis} {size} cannot be pooled evenly by this U-Net "
-                    f"({self.config.padding} padding, depth {self.config.depth}); nearest valid: {near}"
+                    f"input {axis} {size} cannot be pooled evenly by this U-Net ({self.config.padding} padding, "
+                    f"depth {self.config.depth}{encoder}: multiples of {self.config.total_stride}); nearest valid: {near}"
                 )
+
+
+class UNet(UNetBase):
+    """`UNet(config)` maps (N, C_in, H, W) to logits (N, n_classes, H', W').
+
+    H' = H for same padding and H - 2 * margin for valid padding. Sizes that
+    cannot be pooled evenly raise a ValueError naming the nearest valid sizes.
+    With `stem_stride=2` the whole U-Net runs at half resolution and a 2x2
+    up-convolution brings its features back to full size before the 1x1 head.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, **fields):
+        super().__init__()
+        config = config or ModelConfig()
+        self.config = dataclasses.replace(config, **fields) if fields else config
+        c = self.config
+        if c.encoder is not None:
+            raise ValueError(f"UNet is the plain U-Net; a model with encoder {c.encoder!r} is built by build_model (EncoderUNet)")
+        # Channel bookkeeping, once: widths[i] is the width of level i (0 = top).
+        widths = [c.base_width * 2**i for i in range(c.depth + 1)]
+        self.encoder = nn.ModuleList(
+            ConvBlock(widths[i - 1], widths[i], c) if i else ConvBlock(c.in_channels, widths[0], c, stride=c.stem_stride)
+            for i in range(c.depth)
+        )
+        self.bottleneck = ConvBlock(widths[-2], widths[-1], c)
+        self.dropout = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
+        # decoder[0] is the deepest: widths[depth] -> widths[depth - 1].
+        self.decoder = nn.ModuleList(Up(widths[i + 1], widths[i], c) for i in reversed(range(c.depth)))
+        self.head = nn.Conv2d(widths[0], c.n_classes, 1)
+        if c.stem_stride == 2:
+            up = nn.ConvTranspose2d(widths[0], widths[0], 2, stride=2)
+            self.head = nn.Sequential(up, make_norm(c.norm, widths[0]), nn.ReLU(inplace=True), self.head)
+        self.apply(he_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(x.shape[-2], x.shape[-1])
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.dropout(self.bottleneck(x))
+        for up, skip in zip(self.decoder, reversed(skips)):
+            x = up(x, skip)
+        return self.head(x)
 
     @property
     def receptive_field(self) -> int:

@@ -63,7 +63,7 @@ def _shown(value) -> str:
 def make_plan(pairs: list[Pair], data: DataConfig, model: ModelConfig, given: dict, memory_mb: float = MEMORY_MB) -> Plan:
     """The plan for `pairs` read with `data`'s mask options, for `model`; options in `given` are kept as given."""
     fp = fingerprint(pairs, data)
-    rules = choose(fp, model, memory_mb)
+    rules = choose(fp, model, memory_mb, transfer=given.get("init") is not None)
     choices = tuple(
         Choice(option, given[option], "given", True) if option in given else Choice(option, value, reason)
         for option, (value, reason) in rules.items()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from ..config import AugmentConfig, ModelConfig, TrainConfig
-from ..model import UNet, training_megabytes
+from ..model import UNet, build_model, training_megabytes
 from .fingerprint import NEAR_PX, Fingerprint
 
 DEFAULT_PATCH = 256  # px, same padding; valid padding: the smallest input with an output of 128 px
@@ -27,13 +29,16 @@ RARE_SHARE = 0.05  # a class under this share of the pixels: Dice beside cross-e
 Rules = dict[str, tuple[object, str]]
 
 
-def choose(fp: Fingerprint, model: ModelConfig, memory_mb: float) -> Rules:
-    """Every planned option, in the order the table shows them."""
-    return {**normalization(fp), **patch_and_batch(fp, model, memory_mb), **orientation(fp), **border_weights(fp),
+def choose(fp: Fingerprint, model: ModelConfig, memory_mb: float, transfer: bool = False) -> Rules:
+    """Every planned option, in the order the table shows them; `transfer`: the weights start from an --init run."""
+    return {**normalization(fp, model, transfer), **patch_and_batch(fp, model, memory_mb), **orientation(fp), **border_weights(fp),
             **class_balance(fp), **validation(fp)}
 
 
-def normalization(fp: Fingerprint) -> Rules:
+def normalization(fp: Fingerprint, model: ModelConfig, transfer: bool = False) -> Rules:
+    if model.encoder or transfer:  # weights trained elsewhere expect the normalisation they were trained with
+        source = f"the {model.encoder} encoder's weights" if model.encoder else "the --init run's weights"
+        return {"normalization": ("auto", f"as {source} were trained (ImageNet mean/std for pretrained encoders)")}
     what = f"{fp.channels} channel(s) {fp.dtype}"
     if fp.channels == 1 or fp.grey_share >= GREY_SHARE:
         why = "grey" if fp.channels == 1 else f"grey saved as colour in {fp.grey_share:.0%} of the images"
@@ -58,7 +63,8 @@ def default_patch(net: UNet, smallest_side: int) -> int:
 
 def patch_and_batch(fp: Fingerprint, model: ModelConfig, memory_mb: float) -> Rules:
     model = dataclasses.replace(model, in_channels=fp.channels, n_classes=len(fp.class_shares))
-    net = UNet(model)  # for its size arithmetic (a fraction of a second, even for the paper's)
+    with torch.device("meta"):  # for its size arithmetic: no weights allocated
+        net = build_model(model)
     patch = default_patch(net, fp.min_side)
     batch = TrainConfig().batch_size
     while batch > 1 and training_megabytes(model, patch, batch) > memory_mb:

@@ -19,10 +19,11 @@ import numpy as np
 from ..checkpoint import Run, load_run
 from ..config import DataConfig, ModelConfig
 from ..data import colour_image, intensity_stats, normalize, prior_offsets
+from ..data.normalize import PER_IMAGE
 from ..devices import resolve_device
 from ..errors import UserError
 from ..io import ArraySource, label_dtype, strided_sample
-from ..model import UNet, choose_tile
+from ..model import UNetBase, choose_tile
 from .backends import LogitsFn, probability_fn, shifted, torch_logits_fn
 from .postprocess import InstanceConfig
 from .tiling import make_grid, predict_bands
@@ -70,12 +71,11 @@ class PredictConfig:
         return dataclasses.replace(self, instances=instances or False)
 
 
-def _size_model(config: ModelConfig) -> UNet:
-    """A weightless UNet (meta device) that answers the size questions for any backend."""
-    import torch
-
-    with torch.device("meta"):
-        return UNet(config)
+def _size_model(config: ModelConfig) -> UNetBase:
+    """A layerless network that answers the size questions of `config` for any backend."""
+    sizes = UNetBase()
+    sizes.config = config
+    return sizes
 
 
 class Predictor:
@@ -96,7 +96,7 @@ class Predictor:
     def create(cls, model_or_run, config: PredictConfig = PredictConfig(), data_config: DataConfig | None = None) -> Predictor:
         """From a run folder path, a loaded `checkpoint.Run`, or a bare UNet (normalised with `data_config`, or defaults)."""
         run = load_run(model_or_run, config.weights) if isinstance(model_or_run, (str, Path)) else model_or_run
-        if isinstance(run, UNet):
+        if isinstance(run, UNetBase):
             run = Run(model=run, data=data_config or DataConfig(in_channels=run.config.in_channels))
         if not isinstance(run, Run):
             raise TypeError(f"expected a run folder, a Run or a UNet, got {type(model_or_run).__name__}")
@@ -117,7 +117,7 @@ class Predictor:
 
     def stats(self, source) -> np.ndarray | None:
         """Per-image percentile statistics, from the same sample `intensity_stats` takes of a whole image."""
-        if self.data_config.normalization != "percentile":
+        if self.data_config.normalization not in PER_IMAGE:
             return None
         if isinstance(source, ArraySource):
             return intensity_stats(source.array, self.data_config)

@@ -10,7 +10,7 @@ from ..checkpoint import CONFIG_FILE, read_config
 from ..config import RunConfig
 from ..devices import keep_freed_memory, resolve_device
 from ..errors import UserError
-from ..model import UNet
+from ..model import build_model as build_network
 from . import distributed
 from .context import HOOKS, Hooks
 from .loop import fit
@@ -30,7 +30,7 @@ def train(
     plan: bool = True,
     progress: bool = True,
     hooks: Hooks | None = None,
-    build_model=UNet,
+    build_model=build_network,
     **options,
 ) -> Path:
     """Train a U-Net on a folder of images and a folder of masks; returns the run folder.
@@ -49,7 +49,7 @@ def train(
     fixed defaults. `hooks` maps "on_step_end" (loop),
     "on_epoch_end" (loop, row) and "on_train_end" (model, loop) to callables,
     called on every process. `build_model(model_config)` makes the network
-    (default `UNet`); another architecture, for comparisons, must answer
+    (default `model.build_model`: a UNet, or an EncoderUNet for `encoder`); another architecture, for comparisons, must answer
     UNet's size questions (`margin`, `valid_input_size`, ...) and is saved as
     weights only: load it with its own class. SIGTERM and the time budget stop
     the run cleanly and return; Ctrl-C (SIGINT) stops it cleanly too, then

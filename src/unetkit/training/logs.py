@@ -47,6 +47,16 @@ def print_summary(ctx: Context, loop: Loop, reason: str) -> None:
     tqdm.write(f"stopped after {loop.step} steps, {loop.elapsed / 60:.1f} min ({reason}){scores}; run folder {ctx.run_dir}")
 
 
+def _transfer(ctx: Context) -> str:
+    """ with encoder NAME (its weights, lr scale, frozen statistics), from RUN: what the run starts from."""
+    c, encoder = ctx.config, ctx.model_config.encoder
+    parts = [f" with encoder {encoder} ({c.encoder_weights} weights, lr x{c.encoder_lr_scale:g}"
+             f"{', BatchNorm statistics frozen' if getattr(ctx.net, 'encoder_bn_frozen', False) else ''}"
+             f"{f', frozen for {c.freeze_encoder_steps} steps' if c.freeze_encoder_steps else ''})" if encoder else "",
+             f" from the weights of {c.init}" if c.init else ""]
+    return "".join(parts)
+
+
 def print_plan(ctx: Context, loop: Loop, n_train: int) -> None:
     from tqdm import tqdm
 
@@ -55,7 +65,7 @@ def print_plan(ctx: Context, loop: Loop, n_train: int) -> None:
             f"{ctx.run.time_budget:g} min" if ctx.run.time_budget else None]
     params = count_parameters(ctx.net)
     tqdm.write(
-        f"training {c.preset} U-Net ({params:,} parameters) on {ctx.device}"
+        f"training {c.preset} U-Net{_transfer(ctx)} ({params:,} parameters) on {ctx.device}"
         f"{f' x {ctx.world.size} processes' if ctx.world.distributed else ''}: {n_train} training / "
         f"{len(ctx.val)} validation images, patches {c.patch_size} px, batch {c.batch_size}, "
         f"{ctx.steps_per_epoch} steps per epoch; stops at {' or '.join(s for s in stop if s)}"

@@ -14,8 +14,9 @@ from . import distributed
 from .context import Context, Loop, call_hook
 from .logs import PLOT_EVERY_S, print_row, print_summary, write_metrics
 from .state import save_checkpoint
-from .step import batch_stream, learning_rate, prepare, train_step
+from .step import batch_stream, learning_rate, prepare, set_learning_rate, train_step
 from .stopping import Stopper
+from .transfer import follow_freeze
 from .validate import calibrate_batch_norm, validate
 
 
@@ -54,8 +55,8 @@ def train_one_epoch(ctx: Context, loop: Loop, stream, stopper: Stopper) -> dict:
     ctx.model.train()
     while not stopper.stop(loop):
         lr = learning_rate(ctx.config, loop.step, stopper.progress(loop))
-        for group in ctx.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(ctx.optimizer, lr)
+        follow_freeze(ctx.net, ctx.config, loop.step)
         with timer.waiting():
             batch = prepare(ctx, next(stream))
         losses.append(train_step(ctx, batch))

@@ -34,6 +34,7 @@ from .logs import print_plan
 from .options import Recipe, write_recipe
 from .state import restore_checkpoint
 from .step import make_optimizer
+from .transfer import load_first_weights, prepare_encoder, resolve_transfer
 
 DEFAULT_EPOCHS = 50
 
@@ -64,12 +65,17 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
         from tqdm import tqdm
 
         tqdm.write(("the run's stored plan:\n" if job.resume else "") + Plan.from_dict(job.plan).table())
+    recipe = resolve_transfer(job.recipe)
     train_pairs, val_pairs = _pairs(job)
-    train_set, val_set, data_config = load_examples(train_pairs, val_pairs, job.recipe.data, progress=job.progress and world.main)
-    model_config = dataclasses.replace(job.recipe.model, in_channels=data_config.in_channels, n_classes=data_config.n_classes)
-    torch.manual_seed(job.recipe.train.seed)  # the initial weights
-    net = build_model(model_config).to(device, memory_format=_memory_format(job.run))
-    config, run = resolve(job.recipe.train, job.run, net, train_set)
+    train_set, val_set, data_config = load_examples(train_pairs, val_pairs, recipe.data, progress=job.progress and world.main)
+    model_config = dataclasses.replace(recipe.model, in_channels=data_config.in_channels, n_classes=data_config.n_classes)
+    torch.manual_seed(recipe.train.seed)  # the initial weights
+    net = build_model(model_config)
+    config, run = resolve(recipe.train, job.run, net, train_set)
+    if not job.resume:  # a resumed run restores its own weights
+        load_first_weights(net, config)
+    net = net.to(device, memory_format=_memory_format(job.run))
+    prepare_encoder(net, config, config.batch_size // world.size)
     class_weights = _class_weights(config, train_set, data_config)
     data_config = dataclasses.replace(data_config, class_weights=None if class_weights is None else tuple(map(float, class_weights)))
     _attach_weight_maps(train_set, config, data_config, class_weights, job.progress and world.main)
@@ -97,6 +103,9 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
 def _check_world(job: Job, device: torch.device, world: distributed.World) -> None:
     if job.run.sync_bn and device.type != "cuda":
         raise UserError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only", fix="drop --sync-bn on a CPU")
+    if world.distributed and job.recipe.train.freeze_encoder_steps:
+        raise UserError("--freeze-encoder-steps is not supported under torchrun (DDP needs every gradient each step)",
+                        fix="drop it, or train on one process")
     batch = job.recipe.train.batch_size
     if batch % world.size:
         raise UserError(f"batch size {batch} does not split over {world.size} processes",

@@ -10,6 +10,7 @@ from ..config import TrainConfig
 from ..data import augment_batch
 from . import distributed
 from .context import Context
+from .transfer import param_groups
 
 
 def autocast(ctx: Context):
@@ -51,9 +52,18 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over `transfer.param_groups`: each group's lr is `lr_scale` x the schedule's (see `set_learning_rate`)."""
+    groups = param_groups(model, config)
+    for group in groups:
+        group["lr"] = config.lr * group["lr_scale"]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # runs saved before the groups had no scale
 
 
 class StepBatches(torch.utils.data.Sampler):

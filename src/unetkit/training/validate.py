@@ -51,7 +51,8 @@ def calibrate_batch_norm(ctx: Context) -> None:
     BatchNorm uses batch statistics, so training itself is unchanged; every
     rank sees the same patches, so ranks stay identical. In fp32, as prediction runs.
     """
-    norms = [m for m in ctx.net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    frozen = {id(m) for m in getattr(ctx.net, "frozen_norms", list)()}  # a pretrained encoder's, kept as they are
+    norms = [m for m in ctx.net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in frozen]
     if not norms or not ctx.config.bn_calibration:
         return
     side, margin = ctx.dataset.target, ctx.dataset.margin
