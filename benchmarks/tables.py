@@ -65,7 +65,8 @@ FP32_SEEDS = PAIRED[:3]
 SPEED_DEFAULTS = [("unetkit-default", 0, "accuracy_isbi-20261202-013831.json"),
                   ("unetkit-default", 1, "accuracy_isbi-20261202-015343.json"),
                   ("unetkit-default", 2, "accuracy_isbi-20261202-020855.json"),
-                  ("monai-UNet", 0, "accuracy_isbi-20261202-022409.json")]
+                  ("monai-UNet", 0, "accuracy_isbi-20261202-022409.json"),
+                  ("monai-UNet", 1, "accuracy_isbi-20261202-030727.json")]
 # The sweep that chose the default: (variant, contender name, JSON with its scores, note)
 SWEEP = [
     ("`default`: width 16, depth 4, batch norm, same padding", "unetkit-default", "accuracy_isbi-20261125-191931.json", ""),
