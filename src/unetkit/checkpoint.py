@@ -102,6 +102,11 @@ def read_config(run_dir: str | Path) -> dict:
     return config
 
 
+def read_data_config(run_dir: str | Path) -> DataConfig:
+    """How the run read its masks (class count, ignored value, colours, instances): used again at prediction and evaluation."""
+    return from_dict(DataConfig, read_config(run_dir).get("data", {}), source=f"{run_dir}/{CONFIG_FILE}")
+
+
 def load_run(run_dir: str | Path, weights: str = "auto") -> Run:
     """Load a run folder. `weights`: "best", "last", or "auto" (best if present, else last)."""
     run_dir = Path(run_dir)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import WEIGHT_FILES, read_config
-from ..config import DataConfig, ModelConfig, TrainConfig, from_dict
+from ..checkpoint import WEIGHT_FILES, read_config, read_data_config
+from ..config import ModelConfig, TrainConfig, from_dict
 from ..errors import UserError, first_line
 from .options import Recipe
 
@@ -53,7 +53,7 @@ def resolve_transfer(recipe: Recipe) -> Recipe:
 
 def _normalization(weights: str, init: str | None) -> dict:
     if init is not None:
-        stored = from_dict(DataConfig, read_config(init).get("data", {}), source=init)
+        stored = read_data_config(init)
         return {"normalization": stored.normalization, "percentiles": stored.percentiles}
     return {"normalization": "imagenet" if weights != "none" else "percentile"}
 

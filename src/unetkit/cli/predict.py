@@ -1,0 +1,76 @@
+"""`unetkit predict` and `unetkit export`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError
+
+
+def predict_args(parser: argparse.ArgumentParser) -> None:
+    from ..prediction import BACKENDS, SEEDS, InstanceConfig, PredictConfig
+
+    # Defaults come from the configs: one source of truth.
+    p, i = PredictConfig(), InstanceConfig()
+    add = parser.add_argument
+    add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
+    add("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page")
+    add("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png")
+    add("--tta", action="store_true", help="average the 8 flips and 90-degree rotations (8x slower)")
+    add("--no-calibrate", action="store_true", help="keep the class weighting of the loss in the probabilities")
+    add("--instances", action=argparse.BooleanOptionalAction, help="also NAME_instances.tif: touching objects separated by "
+        "watershed (default: on for a run trained on instance label maps)")
+    add("--backend", choices=BACKENDS, default=p.backend, help="onnxruntime runs RUN/model.onnx (`unetkit export`)")
+    add("--weights", choices=("auto", "best", "last"), default=p.weights)
+    add("--tile-size", type=int, help="input tile side (rounded up to a valid size); default: from --memory-mb")
+    add("--tile-batch", type=int, help="tiles per forward pass (default: as many as --memory-mb allows, <= 8)")
+    add("--memory-mb", type=float, default=p.memory_mb, help=f"activation memory for one tile batch (default {p.memory_mb:g})")
+    add("--overlap", type=float, default=p.overlap, help=f"tile overlap for same-padding models (default {p.overlap})")
+    add("--device", default=p.device, help="torch device: auto, cpu, cuda, ...")
+    add("--channels-last", action="store_true", help="torch backend: NHWC memory format")
+    add("--threads", type=int, help="CPU threads of the backend")
+    add("--no-probs", action="store_true", help="skip NAME_probs.tif")
+    add("--no-overlay", action="store_true", help="skip NAME_overlay.png")
+    add("--stream-above", type=float, default=p.stream_above_mpix, metavar="MPIX",
+        help=f"stream images above this many megapixels (default {p.stream_above_mpix:g})")
+    add("--foreground-class", type=int, default=i.foreground_class, help=f"instances: class of the objects (default {i.foreground_class})")
+    add("--min-size", type=int, default=i.min_size, help=f"instances: drop objects under this many pixels (default {i.min_size})")
+    add("--max-hole", type=int, default=i.max_hole, help="instances: fill holes up to this many pixels (default: all; 0: none)")
+    add("--seeds", choices=SEEDS, default=i.seeds, help=f"instances: watershed seeds (default {i.seeds})")
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from ..prediction import InstanceConfig, PredictConfig, predict_files
+
+    try:
+        instances = InstanceConfig(foreground_class=args.foreground_class, min_size=args.min_size, max_hole=args.max_hole, seeds=args.seeds)
+        config = PredictConfig(
+            tta=args.tta, calibrate=not args.no_calibrate, tile_size=args.tile_size, tile_batch=args.tile_batch, memory_mb=args.memory_mb, overlap=args.overlap,
+            backend=args.backend, device=args.device, channels_last=args.channels_last, threads=args.threads, weights=args.weights,
+            probabilities=not args.no_probs, overlay=not args.no_overlay, instances=instances if _write_instances(args) else False,
+            stream_above_mpix=args.stream_above,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UserError(str(exc), fix="see `unetkit predict --help`") from exc
+    written = predict_files(args.run_dir, args.inputs, args.out, config)
+    print(f"wrote {len(written)} files to {args.out}")
+
+
+def _write_instances(args: argparse.Namespace) -> bool:
+    """--instances / --no-instances, else whether the run was trained on instance label maps."""
+    from ..checkpoint import read_data_config
+
+    return args.instances if args.instances is not None else read_data_config(args.run_dir).mask_kind == "instances"
+
+
+def export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    parser.add_argument("--out", help="output file (default: RUN/model.onnx or RUN/model.torchscript.pt)")
+    parser.add_argument("--weights", choices=("auto", "best", "last"), default="auto")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from ..prediction.export import export_run
+
+    print(export_run(args.run_dir, args.format, args.out, args.weights).summary())
