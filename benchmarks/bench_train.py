@@ -112,11 +112,11 @@ def step_parts(network: str, overrides: dict, repeats: int = 10) -> dict:
     import torch
 
     from unetkit import RunConfig
+    from unetkit.devices import autocast_dtype, training_memory_format
     from unetkit.model import make_loss, preset_config
-    from unetkit.training.setup import _amp_dtype, _memory_format
 
     run = RunConfig(**{k: v for k, v in overrides.items() if k != "val_share"})
-    fmt, amp = _memory_format(run), _amp_dtype(run, torch.device("cpu"))
+    fmt, amp = training_memory_format(run), autocast_dtype(run, torch.device("cpu"))
     net = builder(network)(preset_config("default", n_classes=2)).to(memory_format=fmt)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     loss_fn = make_loss("ce", class_weights=torch.tensor([1.0, 3.0]))

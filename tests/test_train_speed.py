@@ -7,8 +7,8 @@ import torch
 
 import unetkit
 from _train_data import TINY, make_dataset
-from unetkit import RunConfig, UserError
-from unetkit.training import setup
+from unetkit import RunConfig, UserError, devices
+from unetkit.devices import autocast_dtype
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,15 +55,15 @@ def test_a_run_resumed_at_an_unvalidated_end_validates_it(data, tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_bf16_is_on_by_default_where_native(monkeypatch, native):
-    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert setup._amp_dtype(RunConfig(), cpu) == (torch.bfloat16 if native else None)
-    assert setup._amp_dtype(RunConfig(cpu_bf16=False), cpu) is None
+    assert autocast_dtype(RunConfig(), cpu) == (torch.bfloat16 if native else None)
+    assert autocast_dtype(RunConfig(cpu_bf16=False), cpu) is None
     if native:
-        assert setup._amp_dtype(RunConfig(cpu_bf16=True), cpu) == torch.bfloat16
+        assert autocast_dtype(RunConfig(cpu_bf16=True), cpu) == torch.bfloat16
     else:
         with pytest.raises(UserError, match="no native bf16"):
-            setup._amp_dtype(RunConfig(cpu_bf16=True), cpu)
+            autocast_dtype(RunConfig(cpu_bf16=True), cpu)
 
 
 @pytest.mark.parametrize("channels_last", [True, False])

@@ -1,4 +1,4 @@
-"""Where computation runs: the device named by an option, whether a CPU has native bf16, its allocator."""
+"""Where computation runs: the device named by an option, its precision and memory layout, a CPU's bf16, its allocator."""
 
 from __future__ import annotations
 
@@ -27,6 +27,29 @@ def cpu_has_native_bf16() -> bool:
     # torch exposes the CPU feature checks only as private helpers; absent ones mean "no".
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(check() for check in checks if check is not None)
+
+
+def autocast_dtype(run, device) -> object | None:
+    """The autocast dtype of training on `device` under RunConfig `run` (None: fp32).
+
+    CUDA: bf16 where the GPU has it, else fp16 (with loss scaling). CPU: bf16 where native, unless switched off.
+    """
+    import torch
+
+    if device.type == "cuda":
+        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if run.amp else None
+    native = cpu_has_native_bf16()
+    if run.cpu_bf16 and not native:
+        raise UserError("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would be emulated and slower",
+                        fix="train without --cpu-bf16")
+    return torch.bfloat16 if native and run.cpu_bf16 is not False else None
+
+
+def training_memory_format(run):
+    """channels_last (NHWC, faster convolutions) unless RunConfig `run` switched it off."""
+    import torch
+
+    return torch.channels_last if run.channels_last else torch.contiguous_format
 
 
 def keep_freed_memory() -> None:

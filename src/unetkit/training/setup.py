@@ -24,7 +24,7 @@ from ..data import (
     split_pairs,
     weight_map,
 )
-from ..devices import cpu_has_native_bf16
+from ..devices import autocast_dtype, training_memory_format
 from ..errors import UserError
 from ..model import make_loss
 from ..planning import Plan, default_patch
@@ -74,7 +74,7 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
     config, run = resolve(recipe.train, job.run, net, train_set)
     if not job.resume:  # a resumed run restores its own weights
         load_first_weights(net, config)
-    net = net.to(device, memory_format=_memory_format(job.run))
+    net = net.to(device, memory_format=training_memory_format(job.run))
     prepare_encoder(net, config, config.batch_size // world.size)
     class_weights = _class_weights(config, train_set, data_config)
     data_config = dataclasses.replace(data_config, class_weights=None if class_weights is None else tuple(map(float, class_weights)))
@@ -85,7 +85,7 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
         stored = save_config(job.out, model_config, data_config, train=config, run=run, split=split, options=job.given, **plan)
         write_recipe(job.out, stored)
     distributed.barrier(world)
-    amp_dtype = _amp_dtype(run, device)
+    amp_dtype = autocast_dtype(run, device)
     weights = None if class_weights is None else torch.as_tensor(class_weights, device=device)
     ctx = Context(
         model=distributed.wrap(net, world, device, run.sync_bn), net=net, model_config=model_config,
@@ -198,21 +198,6 @@ def _attach_weight_maps(examples, config: TrainConfig, data_config: DataConfig, 
             example.weight = weight_map(example.classes, class_weights, w0=config.w0, sigma=config.sigma,
                                         ignore_index=data_config.ignore_index, objects=example.objects)
         example.objects = None
-
-
-def _memory_format(run: RunConfig) -> torch.memory_format:
-    return torch.channels_last if run.channels_last else torch.contiguous_format
-
-
-def _amp_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
-    """CUDA: bf16 where the GPU has it, else fp16 (with loss scaling). CPU: bf16 where native, unless switched off."""
-    if device.type == "cuda":
-        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if run.amp else None
-    native = cpu_has_native_bf16()
-    if run.cpu_bf16 and not native:
-        raise UserError("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would be emulated and slower",
-                        fix="train without --cpu-bf16")
-    return torch.bfloat16 if native and run.cpu_bf16 is not False else None
 
 
 @contextlib.contextmanager
