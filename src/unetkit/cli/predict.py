@@ -8,14 +8,16 @@ from ..errors import UserError
 
 
 def predict_args(parser: argparse.ArgumentParser) -> None:
-    from ..prediction import BACKENDS, SEEDS, InstanceConfig, PredictConfig
+    from ..prediction import BACKENDS, OUT_FORMATS, SEEDS, InstanceConfig, PredictConfig
 
     # Defaults come from the configs: one source of truth.
     p, i = PredictConfig(), InstanceConfig()
     add = parser.add_argument
     add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
-    add("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page")
+    add("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page; zarr / OME-Zarr stores")
     add("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png")
+    add("--out-format", choices=OUT_FORMATS, default=p.out_format, help="tiff: the files above (GeoTIFF tags kept); "
+        "zarr: NAME.ome.zarr, an OME-Zarr image of the probabilities with the labels in labels/ (streamed)")
     add("--tta", action="store_true", help="average the 8 flips and 90-degree rotations (8x slower)")
     add("--no-calibrate", action="store_true", help="keep the class weighting of the loss in the probabilities")
     add("--instances", action=argparse.BooleanOptionalAction, help="also NAME_instances.tif: touching objects separated by "
@@ -48,7 +50,7 @@ def run_predict(args: argparse.Namespace) -> None:
             tta=args.tta, calibrate=not args.no_calibrate, tile_size=args.tile_size, tile_batch=args.tile_batch, memory_mb=args.memory_mb, overlap=args.overlap,
             backend=args.backend, device=args.device, channels_last=args.channels_last, threads=args.threads, weights=args.weights,
             probabilities=not args.no_probs, overlay=not args.no_overlay, instances=instances if _write_instances(args) else False,
-            stream_above_mpix=args.stream_above,
+            stream_above_mpix=args.stream_above, out_format=args.out_format,
         )  # fmt: skip
     except ValueError as exc:
         raise UserError(str(exc), fix="see `unetkit predict --help`") from exc

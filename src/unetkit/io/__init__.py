@@ -1,6 +1,7 @@
-"""Files in and out: images, masks and stacks; sources read region by region; atomic writes."""
+"""Files in and out: images, masks and stacks; sources read region by region (TIFF, zarr); OME-Zarr outputs; GeoTIFF tags; atomic writes."""
 
-from .atomic import atomic_path, write_bytes, write_text
+from .atomic import atomic_dir, atomic_path, write_bytes, write_text
+from .geotiff import geo_tags, sidecars
 from .images import (
     IMAGE_SUFFIXES,
     TIFF_SUFFIXES,
@@ -16,8 +17,11 @@ from .images import (
     write_image,
 )
 from .sources import ArraySource, TiffSource, strided_sample
+from .zarr_sink import ome_zarr_writer, pyramid_shapes
+from .zarr_source import ZarrSource, is_zarr
 
 __all__ = [
-    "atomic_path", "write_bytes", "write_text", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixels", "count_pages", "image_size", "is_palette", "is_tiff",
+    "atomic_dir", "atomic_path", "write_bytes", "write_text", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixels", "count_pages", "image_size", "is_palette", "is_tiff",
     "label_dtype", "list_images", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "strided_sample",
+    "geo_tags", "sidecars", "ome_zarr_writer", "pyramid_shapes", "ZarrSource", "is_zarr",
 ]

@@ -1,7 +1,8 @@
 """Atomic writes: a file appears under its final name whole, or not at all.
 
 Every file unetkit writes (weights, configs, state, images, TIFF streams,
-reports) goes through `atomic_path`: written to a temporary name beside the
+reports) goes through `atomic_path` (zarr stores, which are folders, through
+`atomic_dir`): written to a temporary name beside the
 final one, flushed to disk, then renamed over it.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,6 +45,48 @@ def atomic_path(path: str | Path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path):
+    """Yield a temporary folder beside `path`; on success its files are fsynced and it is renamed to `path`.
+
+    For stores that are folders (zarr). A store already under that name is
+    moved aside first and removed after, so the name holds the old store,
+    briefly nothing, then the new one: never a part of either.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; outputs get the usual rwxr-xr-x
+    except OSError as exc:
+        raise UserError(f"cannot write ({exc.strerror})", path=path, fix="choose a writable output folder") from exc
+    old = tmp.with_suffix(".old")
+    try:
+        yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                _fsync(os.path.join(folder, name), os.O_RDONLY)
+            _fsync(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        if path.exists() or path.is_symlink():
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(old, path)  # put the old store back
+            raise
+        _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise UserError(f"cannot write ({exc.strerror})", path=path, fix="free disk space or choose another folder") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(old)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

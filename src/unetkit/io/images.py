@@ -224,22 +224,25 @@ def _to_chw(array: np.ndarray, axes: str, path, page: int | None) -> np.ndarray:
     return array
 
 
-def write_image(path: str | Path, image: np.ndarray, *, compress: bool = True) -> None:
+def write_image(path: str | Path, image: np.ndarray, *, compress: bool = True, extratags=()) -> None:
     """Write an `(H, W)` or `(C, H, W)` array atomically; the suffix picks PNG, JPEG or TIFF.
 
     Arrays PNG cannot hold (float, > 4 channels, huge) must go to TIFF.
+    `extratags`: tifffile's extra tags (e.g. `geotiff.geo_tags`), TIFF only.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise UserError(f"unknown image suffix {suffix!r}", path=path, fix=f"use one of {', '.join(IMAGE_SUFFIXES)}")
+    if extratags and suffix not in TIFF_SUFFIXES:
+        raise ValueError(f"{path}: only a TIFF holds extra tags")
     hwc = image if image.ndim == 2 else np.moveaxis(image, 0, -1)
     with atomic_path(path) as tmp:
         if suffix in TIFF_SUFFIXES:
             import tifffile
 
             axes = "YX" if image.ndim == 2 else "CYX"
-            tifffile.imwrite(tmp, image, metadata={"axes": axes}, compression="zlib" if compress else None)
+            tifffile.imwrite(tmp, image, metadata={"axes": axes}, compression="zlib" if compress else None, extratags=extratags)
         else:
             from PIL import Image
 

@@ -2,11 +2,11 @@
 
 from .backends import probability_fn, to_probabilities, torch_logits_fn
 from .postprocess import SEEDS, InstanceConfig, instances
-from .predictor import BACKENDS, PredictConfig, Predictor, label_image, labels_from, predict
+from .predictor import BACKENDS, OUT_FORMATS, PredictConfig, Predictor, label_image, labels_from, predict
 from .tiling import make_grid, predict_bands
 from .writers import collect_inputs, predict_files
 
 __all__ = [
-    "BACKENDS", "SEEDS", "probability_fn", "to_probabilities", "torch_logits_fn", "InstanceConfig", "instances", "PredictConfig", "Predictor",
+    "BACKENDS", "OUT_FORMATS", "SEEDS", "probability_fn", "to_probabilities", "torch_logits_fn", "InstanceConfig", "instances", "PredictConfig", "Predictor",
     "label_image", "labels_from", "predict", "make_grid", "predict_bands", "collect_inputs", "predict_files",
 ]

@@ -29,6 +29,7 @@ from .postprocess import InstanceConfig
 from .tiling import make_grid, predict_bands
 
 BACKENDS = ("torch", "onnxruntime")
+OUT_FORMATS = ("tiff", "zarr")  # NAME_labels.png/.tif + NAME_probs.tif, or one NAME.ome.zarr store
 STATS_SAMPLES = 1_000_000  # intensity_stats' default sample size, reproduced for streamed images
 
 
@@ -52,10 +53,13 @@ class PredictConfig:
     instances: InstanceConfig | None | bool = None  # NAME_instances.tif with these settings; None: with the defaults for a
     # run trained on instance label maps, else none; False: never
     stream_above_mpix: float = 16.0  # stream images larger than this many megapixels
+    out_format: str = "tiff"  # "tiff": PNG/TIFF files; "zarr": NAME.ome.zarr (OME-Zarr, always streamed)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.out_format not in OUT_FORMATS:
+            raise ValueError(f"out_format={self.out_format!r} is not one of {', '.join(OUT_FORMATS)}")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.memory_mb <= 0 or (self.tile_batch is not None and self.tile_batch < 1):

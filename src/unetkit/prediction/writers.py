@@ -3,7 +3,9 @@
 Images above `stream_above_mpix` megapixels are streamed: read tile by tile,
 labels and float32 probabilities written band by band to tiled TIFFs (by
 tifffile, each in a thread), so peak memory follows the tile batch, not the
-image.
+image. Zarr stores are read lazily (`io.ZarrSource`); `--out-format zarr`
+writes OME-Zarr (`zarr_output`). The TIFFs of a GeoTIFF input carry its
+georeferencing (`georef`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from ..io import (
     IMAGE_SUFFIXES,
     ArraySource,
     TiffSource,
+    ZarrSource,
     atomic_path,
     count_pages,
     is_tiff,
+    is_zarr,
     label_dtype,
     list_images,
     read_image,
@@ -38,8 +42,10 @@ from ..io import (
 )
 from ..report import overlay, thumbnail_step
 from ..version import __version__
+from .georef import carried_geo_tags
 from .postprocess import InstanceConfig, instances
 from .predictor import PredictConfig, Predictor, label_image, labels_from
+from .zarr_output import write_zarr
 
 OUTPUT_TILE = 256  # tile side of streamed TIFF outputs
 
@@ -57,7 +63,9 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Item]:
     """Files and folders -> one Item per image (stack pages separately); refuses clashing output names."""
     files: list[Path] = []
     for entry in map(Path, inputs):
-        if entry.is_dir():
+        if is_zarr(entry):  # a store is a folder too: one image
+            files.append(entry)
+        elif entry.is_dir():
             files += list_images(entry)
         elif not entry.exists():
             raise UserError("file not found", path=entry, fix="check the path")
@@ -68,9 +76,9 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Item]:
     items, seen = [], {}
     for path in files:
         pages = count_pages(path)
-        digits = len(str(pages - 1))
+        digits, stem = len(str(pages - 1)), path.stem.removesuffix(".ome") if is_zarr(path) else path.stem  # scene.ome.zarr -> scene
         for page in range(pages) if pages > 1 else [None]:
-            name = path.stem if page is None else f"{path.stem}_p{page:0{digits}d}"
+            name = stem if page is None else f"{stem}_p{page:0{digits}d}"
             if name in seen:
                 raise UserError(f"outputs would clash with those of {seen[name]}", path=path, fix="predict them into separate --out folders")
             seen[name] = path
@@ -79,7 +87,9 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Item]:
 
 
 def open_source(item: Item):
-    """A lazy TiffSource for a TIFF whose layout allows it, else the image read into memory."""
+    """A lazy ZarrSource or TiffSource (for a TIFF whose layout allows it), else the image read into memory."""
+    if is_zarr(item.path):
+        return ZarrSource(item.path)
     if is_tiff(item.path):
         try:
             return TiffSource(item.path, item.page)
@@ -95,9 +105,13 @@ def predict_item(predictor: Predictor, item: Item, out_dir: Path) -> list[Path]:
     try:
         predictor.check_channels(source, item.path)
         _, height, width = source.shape
+        if predictor.config.out_format == "zarr":
+            return write_zarr(predictor, item, source, out_dir)
         if height * width > predictor.config.stream_above_mpix * 1e6:
             return _write_streamed(predictor, item, source, out_dir)
-        if not isinstance(source, ArraySource):
+        if isinstance(source, ZarrSource):
+            source = ArraySource(source.read(0, height, 0, width))
+        elif not isinstance(source, ArraySource):
             source.close()
             source = ArraySource(read_image(item.path, item.page))
         return _write_in_memory(predictor, item, source.array, out_dir)
@@ -113,7 +127,8 @@ def _write_in_memory(predictor: Predictor, item: Item, image: np.ndarray, out_di
     with tqdm(total=tiles, unit="tile", desc=item.name, leave=False, disable=None if tiles > 1 else True) as progress:
         probs = predictor.probabilities(image, item.path, progress)
     labels = labels_from(probs)
-    outputs = {f"{item.name}_labels.png": lambda: label_image(labels, k, predictor.data_config)}
+    geo = carried_geo_tags(item.path)  # a georeferenced input's labels go to TIFF, which holds its tags
+    outputs = {f"{item.name}_labels.{'tif' if geo else 'png'}": lambda: label_image(labels, k, predictor.data_config)}
     if config.probabilities:
         outputs[f"{item.name}_probs.tif"] = lambda: probs
     if config.overlay:
@@ -121,7 +136,7 @@ def _write_in_memory(predictor: Predictor, item: Item, image: np.ndarray, out_di
     if config.instances:
         outputs[f"{item.name}_instances.tif"] = lambda: _instance_image(probs, config.instances)
     for name, make in outputs.items():
-        write_image(out_dir / name, make())
+        write_image(out_dir / name, make(), extratags=() if name.endswith(".png") else geo)
     return [out_dir / name for name in outputs]
 
 
@@ -138,7 +153,7 @@ def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path) -> 
     _, height, width = source.shape
     if config.instances:
         tqdm.write(f"{item.path}: {height} x {width} is streamed; instance labels need the whole image and are skipped", file=sys.stderr)
-    stats = predictor.stats(source)
+    stats, geo = predictor.stats(source), carried_geo_tags(item.path)
     step = thumbnail_step((height, width))
     dtype = label_dtype(255 if k <= 2 else k - 1)  # what label_image writes
     labels_path, probs_path = out_dir / f"{item.name}_labels.tif", out_dir / f"{item.name}_probs.tif"
@@ -147,13 +162,13 @@ def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path) -> 
     with contextlib.ExitStack() as stack:  # each writer closes before its atomic_path renames (or removes) its file
         progress = stack.enter_context(tqdm(total=grid.count, unit="tile", desc=item.name, leave=False, disable=None))
         labels_tmp = stack.enter_context(atomic_path(labels_path))
-        write_labels = stack.enter_context(_tiled_tiff(labels_tmp, (height, width), dtype, compression="zlib"))
+        write_labels = stack.enter_context(_tiled_tiff(labels_tmp, (height, width), dtype, compression="zlib", extratags=geo))
         write_probs = None
         if config.probabilities:  # float32 (H, W) or (H, W, K): `read_image` returns (K, H, W)
             shape = (height, width) if k == 1 else (height, width, k)
             layout = {"photometric": "minisblack"} | ({} if k == 1 else {"planarconfig": "contig", "metadata": {"axes": "YXS"}})
             probs_tmp = stack.enter_context(atomic_path(probs_path))
-            write_probs = stack.enter_context(_tiled_tiff(probs_tmp, shape, np.float32, **layout))
+            write_probs = stack.enter_context(_tiled_tiff(probs_tmp, shape, np.float32, extratags=geo, **layout))
         for top, band in predictor.bands(source, stats, progress):
             if write_probs is not None:
                 write_probs(band[0] if k == 1 else band.transpose(1, 2, 0))
@@ -288,10 +303,11 @@ def _in_thread(consume: Callable[[Iterator], None], queued: int = 1):
 def predict_files(model_or_run, inputs: Sequence[str | Path], out_dir: str | Path, config: PredictConfig = PredictConfig()) -> list[Path]:
     """Predict every image of `inputs` (files, folders, stack pages) into `out_dir`; returns the files written.
 
-    Per image NAME: NAME_labels.png (NAME_labels.tif when streamed), NAME_probs.tif,
+    Per image NAME: NAME_labels.png (NAME_labels.tif when streamed or georeferenced), NAME_probs.tif,
     NAME_overlay.png and, with `config.instances` (by default for a run trained on instance
-    label maps), NAME_instances.tif;
-    `predict_config.json` records the resolved settings.
+    label maps), NAME_instances.tif; with `config.out_format="zarr"`, NAME.ome.zarr
+    (labels and probabilities) and NAME_overlay.png. Inputs: image files, folders of them,
+    zarr stores. `predict_config.json` records the resolved settings.
     """
     from tqdm import tqdm
 
