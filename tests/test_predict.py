@@ -118,7 +118,8 @@ def test_predict_files_writes_every_output(tmp_path, run_dir):
     names = sorted(p.name for p in written)
     expected = [f"{stem}_{kind}" for stem in ("a", "stack_p0", "stack_p1") for kind in ("instances.tif", "labels.png", "overlay.png", "probs.tif")]
     assert names == sorted(expected)
-    assert sorted(p.name for p in out.iterdir()) == sorted(expected + ["predict_config.json"])  # no temporary files left
+    # No temporary files left; the job's records in .unetkit-predict.
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected + ["predict_config.json", ".unetkit-predict"])
     labels, probs = read_image(out / "a_labels.png"), read_image(out / "a_probs.tif")
     assert probs.shape == (2, 40, 50) and probs.dtype == np.float32
     assert labels.shape == (1, 40, 50) and set(np.unique(labels)) <= {0, 255}
@@ -134,7 +135,7 @@ def test_multiclass_labels_are_class_ids(tmp_path):
     write_image(tmp_path / "x.png", np.random.default_rng(5).integers(0, 255, (32, 32), dtype=np.uint8))
     predict_files(run, [tmp_path / "x.png"], tmp_path / "out", PredictConfig(probabilities=False, overlay=False))
     labels = read_image(tmp_path / "out" / "x_labels.png")
-    assert labels.max() < 4 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predict_config.json", "x_labels.png"]
+    assert labels.max() < 4 and sorted(p.name for p in (tmp_path / "out").iterdir()) == [".unetkit-predict", "predict_config.json", "x_labels.png"]
 
 
 def test_streamed_outputs_equal_in_memory_outputs(tmp_path, run_dir):

@@ -46,7 +46,7 @@ def test_export_then_predict_with_onnxruntime(tmp_path, run_dir, images, capsys)
     assert main(["predict", str(run_dir), str(images / "a.png"), "--out", str(tmp_path / "ort"), "--backend", "onnxruntime", *flags]) == 0
     assert main(["predict", str(run_dir), str(images / "a.png"), "--out", str(tmp_path / "pt"), *flags]) == 0
     np.testing.assert_array_equal(read_image(tmp_path / "ort" / "a_labels.png"), read_image(tmp_path / "pt" / "a_labels.png"))
-    assert sorted(p.name for p in (tmp_path / "ort").iterdir()) == ["a_labels.png", "predict_config.json"]
+    assert sorted(p.name for p in (tmp_path / "ort").iterdir()) == [".unetkit-predict", "a_labels.png", "predict_config.json"]
 
 
 @pytest.mark.parametrize(

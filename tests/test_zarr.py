@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tifffile
@@ -153,9 +155,10 @@ def test_zarr_output_is_atomic(tmp_path, run_dir, monkeypatch):
 
     add = Pyramid.add
     monkeypatch.setattr(Pyramid, "add", fail_on_third_band)
+    other = dataclasses.replace(config, overlap=0.3)  # other settings: a rerun predicts the image again
     with pytest.raises(UserError, match=r"img.ome.zarr: cannot write \(No space left on device\)"):
-        predict_files(run_dir, [tmp_path / "img.zarr"], tmp_path / "out", config)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img.ome.zarr", "predict_config.json"]  # no temporary left
+        predict_files(run_dir, [tmp_path / "img.zarr"], tmp_path / "out", other)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".unetkit-predict", "img.ome.zarr", "predict_config.json"]  # no temporary left
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "out/img.ome.zarr"), mode="r")["0"][:], before)  # the old store, whole
 
 

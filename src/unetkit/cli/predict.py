@@ -15,7 +15,8 @@ def predict_args(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
     add("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page; zarr / OME-Zarr stores")
-    add("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png")
+    add("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png; a rerun skips "
+        "images already predicted there with the same weights and settings; under torchrun the processes share the images")
     add("--out-format", choices=OUT_FORMATS, default=p.out_format, help="tiff: the files above (GeoTIFF tags kept); "
         "zarr: NAME.ome.zarr, an OME-Zarr image of the probabilities with the labels in labels/ (streamed)")
     add("--tta", action="store_true", help="average the 8 flips and 90-degree rotations (8x slower)")
@@ -43,6 +44,7 @@ def predict_args(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> None:
     from ..prediction import InstanceConfig, PredictConfig, predict_files
+    from ..world import env_rank
 
     try:
         instances = InstanceConfig(foreground_class=args.foreground_class, min_size=args.min_size, max_hole=args.max_hole, seeds=args.seeds)
@@ -55,7 +57,8 @@ def run_predict(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise UserError(str(exc), fix="see `unetkit predict --help`") from exc
     written = predict_files(args.run_dir, args.inputs, args.out, config)
-    print(f"wrote {len(written)} files to {args.out}")
+    if env_rank() == 0:  # under torchrun: one line for the job, not one per process
+        print(f"wrote {len(written)} files to {args.out}")
 
 
 def _write_instances(args: argparse.Namespace) -> bool:

@@ -129,10 +129,12 @@ class Predictor:
         step = max(1, int(np.sqrt(height * width / STATS_SAMPLES)))
         return intensity_stats(strided_sample(source, step), self.data_config)
 
-    def bands(self, source, stats=None, progress=None, normalized: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    def bands(self, source, stats=None, progress=None, normalized: bool = False, rows: tuple[int, int] | None = None
+              ) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, probabilities (K, rows, W)) bands from top to bottom; see `tiling.predict_bands`.
 
         `normalized`: the source holds normalised pixels already (validation's images).
+        `rows`: only image rows rows[0]..rows[1]-1, as a whole-image pass gives them.
         """
         grid = self.grid(*source.shape[1:])
         if normalized:
@@ -141,7 +143,7 @@ class Predictor:
             stats = self.stats(source) if stats is None else stats
             prepare = lambda tile: normalize(tile, self.data_config, stats)  # noqa: E731
         return predict_bands(source, grid, self.probability_fn, prepare, n_classes=self.n_classes, batch=self.batch,
-                             progress=progress)
+                             progress=progress, rows=rows)
 
     def probabilities(self, image: np.ndarray, path=None, progress=None, normalized: bool = False) -> np.ndarray:
         """Class probabilities (K, H, W) float32 of an in-memory (C, H, W) or (H, W) image."""

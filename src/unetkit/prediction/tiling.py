@@ -102,6 +102,12 @@ class TileGrid:
                 y, x = self.rows.output_start(i), self.cols.output_start(j)
                 yield Tile(i, j, y, x, (y - m, y - m + self.rows.tile), (x - m, x - m + self.cols.tile))
 
+    def tile_rows_touching(self, top: int, bottom: int) -> range:
+        """The tile rows whose outputs reach image rows top..bottom-1 (consecutive: tile rows only move down)."""
+        rows = self.rows
+        touching = [i for i in range(rows.count) if rows.output_start(i) < bottom and rows.output_start(i) + rows.out > top]
+        return range(touching[0], touching[-1] + 1) if touching else range(0)
+
     def final_rows(self, tile: Tile) -> int:
         """Image rows below this are final once `tile` and all tiles before it are done."""
         last_in_row = tile.col == self.cols.count - 1
@@ -157,18 +163,19 @@ def _axis_plan(model, size: int, tile: int, overlap: float, same: bool, axis: in
 
 
 class BandAccumulator:
-    """Weighted sums of tile probabilities for the rows not yet handed out."""
+    """Weighted sums of tile probabilities for the rows not yet handed out, of image rows `rows` (default: all)."""
 
-    def __init__(self, n_classes: int, height: int, width: int):
-        self.n_classes, self.height, self.width = n_classes, height, width
-        self.top = 0  # first image row not yet handed out
+    def __init__(self, n_classes: int, height: int, width: int, rows: tuple[int, int] | None = None):
+        self.n_classes, self.width = n_classes, width
+        self.first, self.bottom = rows or (0, height)  # tiles are cropped to these rows
+        self.top = self.first  # first image row not yet handed out
         self.sums = np.zeros((n_classes, 0, width), np.float32)
         self.weights = np.zeros((0, width), np.float32)
 
     def add(self, probs: np.ndarray, weights: np.ndarray, y: int, x: int) -> None:
         """Add a (K, h, w) tile whose top-left output pixel is at image (y, x)."""
         h, w = probs.shape[1:]
-        y0, y1, x0, x1 = max(y, 0), min(y + h, self.height), max(x, 0), min(x + w, self.width)
+        y0, y1, x0, x1 = max(y, self.first), min(y + h, self.bottom), max(x, 0), min(x + w, self.width)
         if y0 >= y1 or x0 >= x1:
             return
         if y0 < self.top:
@@ -186,6 +193,7 @@ class BandAccumulator:
 
     def pop(self, until: int) -> tuple[int, np.ndarray] | None:
         """Hand out rows top..until-1 as (top, probabilities (K, rows, W)), or None if there are none."""
+        until = min(until, self.bottom)
         rows = until - self.top
         if rows <= 0:
             return None
@@ -205,17 +213,23 @@ def predict_bands(
     n_classes: int,
     batch: int = 1,
     progress=None,
+    rows: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (first row, probabilities (K, rows, W)) bands, top to bottom, covering the image.
+    """Yield (first row, probabilities (K, rows, W)) bands, top to bottom, covering the image (or image rows `rows`).
 
     `prepare` turns a raw `(C, h, w)` tile into the network input (normalisation);
     `progress`, a tqdm bar or None, advances by one per tile.
+    Rows `rows` come out bit for bit as in a whole-image pass: the tiles that
+    reach them run in the same tile batches (a batch's composition may change
+    the float ops of a forward pass) and are summed in the same order.
     """
     _, height, width = source.shape
-    accumulator = BandAccumulator(n_classes, height, width)
+    accumulator = BandAccumulator(n_classes, height, width, rows)
     weights = grid.weights()
     tiles = list(grid.tiles())
-    for start in range(0, len(tiles), batch):
+    touching = grid.tile_rows_touching(*(rows or (0, height)))
+    first, end = touching.start * grid.cols.count, touching.stop * grid.cols.count
+    for start in range(first // batch * batch, end, batch):
         chunk = tiles[start : start + batch]
         inputs = np.stack([prepare(read_mirrored(source, t.in_rows, t.in_cols)) for t in chunk])
         for tile, probs in zip(chunk, probability_fn(inputs)):

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import Run
-from ..config import to_dict
 from ..errors import UserError
 from ..io import (
     IMAGE_SUFFIXES,
@@ -38,13 +35,11 @@ from ..io import (
     read_image,
     strided_sample,
     write_image,
-    write_text,
 )
 from ..report import overlay, thumbnail_step
-from ..version import __version__
 from .georef import carried_geo_tags
 from .postprocess import InstanceConfig, instances
-from .predictor import PredictConfig, Predictor, label_image, labels_from
+from .predictor import Predictor, label_image, labels_from
 from .zarr_output import write_zarr
 
 OUTPUT_TILE = 256  # tile side of streamed TIFF outputs
@@ -145,8 +140,12 @@ def _instance_image(probs: np.ndarray, config: InstanceConfig) -> np.ndarray:
     return labels.astype(label_dtype(max(int(labels.max(initial=0)), 256)))  # 16 or 32 bit, as instance tools expect
 
 
-def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path) -> list[Path]:
-    """Labels and probabilities to tiled TIFFs, band by band; a downsampled overlay."""
+def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path, bands: Iterable | None = None) -> list[Path]:
+    """Labels and probabilities to tiled TIFFs, band by band; a downsampled overlay.
+
+    `bands`: the image's probability bands, top to bottom, predicted elsewhere
+    (by the ranks of a sharded job); default: predicted here.
+    """
     from tqdm import tqdm
 
     config, k = predictor.config, predictor.n_classes
@@ -169,7 +168,7 @@ def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path) -> 
             layout = {"photometric": "minisblack"} | ({} if k == 1 else {"planarconfig": "contig", "metadata": {"axes": "YXS"}})
             probs_tmp = stack.enter_context(atomic_path(probs_path))
             write_probs = stack.enter_context(_tiled_tiff(probs_tmp, shape, np.float32, extratags=geo, **layout))
-        for top, band in predictor.bands(source, stats, progress):
+        for top, band in predictor.bands(source, stats, progress) if bands is None else bands:
             if write_probs is not None:
                 write_probs(band[0] if k == 1 else band.transpose(1, 2, 0))
             labels = labels_from(band)
@@ -298,43 +297,3 @@ def _in_thread(consume: Callable[[Iterator], None], queued: int = 1):
     thread.join()
     if errors:
         raise errors[0]
-
-
-def predict_files(model_or_run, inputs: Sequence[str | Path], out_dir: str | Path, config: PredictConfig = PredictConfig()) -> list[Path]:
-    """Predict every image of `inputs` (files, folders, stack pages) into `out_dir`; returns the files written.
-
-    Per image NAME: NAME_labels.png (NAME_labels.tif when streamed or georeferenced), NAME_probs.tif,
-    NAME_overlay.png and, with `config.instances` (by default for a run trained on instance
-    label maps), NAME_instances.tif; with `config.out_format="zarr"`, NAME.ome.zarr
-    (labels and probabilities) and NAME_overlay.png. Inputs: image files, folders of them,
-    zarr stores. `predict_config.json` records the resolved settings.
-    """
-    from tqdm import tqdm
-
-    items = collect_inputs(inputs)
-    out_dir = Path(out_dir)
-    predictor = Predictor.create(model_or_run, config)
-    write_text(out_dir / "predict_config.json", json.dumps(_resolved(predictor, model_or_run, inputs), indent=2) + "\n")
-    written = []
-    for item in tqdm(items, unit="image", desc="predict", disable=None):
-        written += predict_item(predictor, item, out_dir)
-    return written
-
-
-def _resolved(predictor: Predictor, model_or_run, inputs) -> dict:
-    config = to_dict(predictor.config)
-    return {
-        "unetkit_version": __version__,
-        "run": _run_folder(model_or_run),
-        "inputs": [str(p) for p in inputs],
-        "predict": config,
-        "tile": {"input": predictor.tile, "batch": predictor.batch, "margin": predictor.sizes.margin},
-        "model": to_dict(predictor.model_config),
-        "data": to_dict(predictor.data_config),
-    }
-
-
-def _run_folder(model_or_run) -> str | None:
-    if isinstance(model_or_run, Run):
-        return None if model_or_run.path is None else str(model_or_run.path)
-    return str(model_or_run) if isinstance(model_or_run, (str, Path)) else None
