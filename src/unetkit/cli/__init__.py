@@ -22,7 +22,7 @@ COMMANDS = {
     "demo": ("train, predict and evaluate on the embedded data; write a report", demo_args, run_demo),
     "evaluate": ("score predictions against ground truth (IoU, Dice, ISBI 2012 errors); JSON and HTML report", evaluate_args, run_evaluate),
     "predict": ("segment images of any size: labels, probabilities, overlays, instances", predict_args, run_predict),
-    "export": ("export a run's model to ONNX or TorchScript and check parity", export_args, run_export),
+    "export": ("export a run's model to ONNX or TorchScript (parity checked), or as a tested bioimage.io package", export_args, run_export),
 }
 
 

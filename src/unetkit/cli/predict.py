@@ -13,7 +13,7 @@ def predict_args(parser: argparse.ArgumentParser) -> None:
     # Defaults come from the configs: one source of truth.
     p, i = PredictConfig(), InstanceConfig()
     add = parser.add_argument
-    add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
+    add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`), or a bioimage.io package that unetkit exported")
     add("inputs", nargs="+", metavar="INPUT", help="image files or folders; TIFF stacks page by page; zarr / OME-Zarr stores")
     add("--out", required=True, help="output folder: NAME_labels.png/.tif, NAME_probs.tif, NAME_overlay.png; a rerun skips "
         "images already predicted there with the same weights and settings; under torchrun the processes share the images")
@@ -46,36 +46,65 @@ def run_predict(args: argparse.Namespace) -> None:
     from ..prediction import InstanceConfig, PredictConfig, predict_files
     from ..world import env_rank
 
+    model_or_run = _run_or_package(args.run_dir)
     try:
         instances = InstanceConfig(foreground_class=args.foreground_class, min_size=args.min_size, max_hole=args.max_hole, seeds=args.seeds)
         config = PredictConfig(
             tta=args.tta, calibrate=not args.no_calibrate, tile_size=args.tile_size, tile_batch=args.tile_batch, memory_mb=args.memory_mb, overlap=args.overlap,
             backend=args.backend, device=args.device, channels_last=args.channels_last, threads=args.threads, weights=args.weights,
-            probabilities=not args.no_probs, overlay=not args.no_overlay, instances=instances if _write_instances(args) else False,
+            probabilities=not args.no_probs, overlay=not args.no_overlay, instances=instances if _write_instances(args, model_or_run) else False,
             stream_above_mpix=args.stream_above, out_format=args.out_format,
         )  # fmt: skip
     except ValueError as exc:
         raise UserError(str(exc), fix="see `unetkit predict --help`") from exc
-    written = predict_files(args.run_dir, args.inputs, args.out, config)
+    written = predict_files(model_or_run, args.inputs, args.out, config)
     if env_rank() == 0:  # under torchrun: one line for the job, not one per process
         print(f"wrote {len(written)} files to {args.out}")
 
 
-def _write_instances(args: argparse.Namespace) -> bool:
-    """--instances / --no-instances, else whether the run was trained on instance label maps."""
-    from ..checkpoint import read_data_config
+def _run_or_package(path: str):
+    """A run folder as its path (loaded with --weights), or a bioimage.io package unetkit wrote, loaded."""
+    from ..zoo import is_package, load_package
 
-    return args.instances if args.instances is not None else read_data_config(args.run_dir).mask_kind == "instances"
+    return load_package(path) if is_package(path) else path
+
+
+def _write_instances(args: argparse.Namespace, model_or_run) -> bool:
+    """--instances / --no-instances, else whether the run was trained on instance label maps."""
+    from ..checkpoint import Run, read_data_config
+
+    if args.instances is not None:
+        return args.instances
+    data = model_or_run.data if isinstance(model_or_run, Run) else read_data_config(model_or_run)
+    return data.mask_kind == "instances"
 
 
 def export_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    parser.add_argument("--out", help="output file (default: RUN/model.onnx or RUN/model.torchscript.pt)")
-    parser.add_argument("--weights", choices=("auto", "best", "last"), default="auto")
+    add = parser.add_argument
+    add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
+    add("--format", choices=("onnx", "torchscript", "bioimageio"), default="onnx",
+        help="bioimageio: a bioimage.io model package (zip) for Fiji/deepImageJ, ilastik, QuPath and the model zoo")
+    add("--out", help="output file (default: RUN/model.onnx, RUN/model.torchscript.pt or RUN/NAME.bioimageio.zip)")
+    add("--weights", choices=("auto", "best", "last"), default="auto")
+    bioimageio = parser.add_argument_group("bioimageio format")
+    bioimageio.add_argument("--images", help="the images the run was trained on (folder) or one image: the package's test image "
+                            "is the run's first validation image, else its first training image")
+    bioimageio.add_argument("--name", help="model name (default: unetkit U-Net RUN)")
+    bioimageio.add_argument("--author", action="append", default=[], help="author name (repeat for several; default: your login name)")
+    bioimageio.add_argument("--license", default="CC-BY-4.0", help="SPDX license id of the weights (default CC-BY-4.0)")
+    bioimageio.add_argument("--no-test", action="store_true", help="skip bioimageio.core's test of the written package")
 
 
 def run_export(args: argparse.Namespace) -> None:
+    if args.format == "bioimageio":
+        from ..zoo import export_package
+
+        if not args.images:
+            raise UserError("--format bioimageio needs --images", fix="pass the folder of images the run was trained on (or one image)")
+        result = export_package(args.run_dir, args.images, args.out, weights=args.weights, name=args.name, authors=tuple(args.author),
+                                license=args.license, test=not args.no_test)
+        print(result.summary())
+        return
     from ..prediction.export import export_run
 
     print(export_run(args.run_dir, args.format, args.out, args.weights).summary())

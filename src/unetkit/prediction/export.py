@@ -145,12 +145,12 @@ def torchscript_logits_fn(path: str | Path):
 
 def onnx_backend(run, threads: int | None = None):
     """ONNX Runtime logits for a run: its RUN/model.onnx (which must be newer than its weights), or for a run
-    that was never saved (a bare model), an export made on the fly."""
+    without a folder (a bare model, or one loaded from a bioimage.io package), an export made on the fly."""
     import tempfile
 
     from ..checkpoint import WEIGHT_FILES
 
-    if run.path is None:
+    if run.path is None or not run.path.is_dir():
         with tempfile.TemporaryDirectory(prefix="unetkit-onnx-") as folder:
             path = export_model(run.model, Path(folder) / FORMATS["onnx"], "onnx").path
             return onnx_logits_fn(path, threads)  # the session holds the model: the file may go
