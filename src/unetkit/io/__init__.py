@@ -11,6 +11,7 @@ from .images import (
     is_tiff,
     label_dtype,
     list_images,
+    mask_values,
     read_image,
     read_mask,
     write_image,
@@ -19,5 +20,5 @@ from .sources import ArraySource, TiffSource, strided_sample
 
 __all__ = [
     "atomic_path", "write_bytes", "write_text", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixels", "count_pages", "image_size", "is_palette", "is_tiff",
-    "label_dtype", "list_images", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "strided_sample",
+    "label_dtype", "list_images", "mask_values", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "strided_sample",
 ]
