@@ -75,6 +75,7 @@ def test_lazy_patches_equal_the_in_memory_ones(tmp_path, monkeypatch, instances,
     lazy, lazy_data, lazy_weights = datasets(folders, tmp_path, config, TrainConfig(), lazy_above=0)
     assert isinstance(lazy.examples[0], LazyExample) and not isinstance(held.examples[0], LazyExample)
     assert lazy_data == held_data and np.array_equal(lazy_weights, held_weights)  # normalisation and class weights
+    np.testing.assert_array_equal(lazy.examples[0].weights.read(0, HEIGHT, 0, WIDTH), held.examples[0].weight)  # every pixel
     for index in range(len(held)):
         a, b = held[index], lazy[index]
         assert a.keys() == b.keys() == {"image", "mask", "weight", "seed"}
