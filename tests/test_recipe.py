@@ -86,17 +86,19 @@ def test_unknown_key_in_a_recipe_file_is_a_one_line_error(data, tmp_path, capsys
 def test_validation_scores_the_probabilities_prediction_writes_at_the_border(data, tmp_path, monkeypatch):
     """The held-out image of odd size is mirrored at its border; validation and `predict` must agree there exactly."""
     seen = []
-    original = Predictor.probabilities
+    original = Predictor.bands
 
-    def recording(self, image, *args, **kwargs):
-        probs = original(self, image, *args, **kwargs)
-        seen.append(probs)
-        return probs
+    def recording(self, *args, **kwargs):  # validation scores the bands as the predictor hands them out
+        bands = []
+        for top, band in original(self, *args, **kwargs):
+            bands.append(band)
+            yield top, band
+        seen.append(np.concatenate(bands, axis=1))
 
-    monkeypatch.setattr(Predictor, "probabilities", recording)
+    monkeypatch.setattr(Predictor, "bands", recording)
     run = unetkit.train(*data, tmp_path / "run", preset="tiny", batch_size=2, patch_size=32, steps=3, val_names=("03",),
                         progress=False)
-    monkeypatch.setattr(Predictor, "probabilities", original)
+    monkeypatch.setattr(Predictor, "bands", original)
     validated = seen[-1]  # the last validation: the weights saved as "last"
     predicted = unetkit.predict(run, read_image(data[0] / "03.png"), weights="last")
     assert validated.shape == predicted.shape == (2, 45, 53)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unetkit.data.weightmap import balancing_weights, border_weights, class_frequencies, prior_offsets, weight_map
+from unetkit.data.weightmap import balancing_weights, border_reach, border_weights, class_frequencies, prior_offsets, weight_map
 
 
 def two_objects(gap: int = 1) -> np.ndarray:
@@ -34,6 +34,24 @@ def test_border_term_matches_a_brute_force_computation():
     expected[mask > 0] = 0
     # The windowed version drops only terms below CUTOFF * w0.
     np.testing.assert_allclose(border_weights(mask, 10, 5), expected, atol=10 * 1e-4)
+
+
+def test_a_window_grown_by_the_reach_gives_the_exact_border_term():
+    """What lazy training relies on (data/ondisk.py): with the whole image's objects, a window with `border_reach`
+    px of context computes the border term of its centre bit for bit."""
+    rng = np.random.default_rng(1)
+    mask = (ndimage.gaussian_filter(rng.random((160, 160)), 3) > 0.56).astype(np.int64)  # sparse: d2 often beyond reach
+    objects, n = ndimage.label(mask)
+    assert n >= 15
+    whole = border_weights(mask, 10, 5, objects=objects)
+    reach = border_reach(5)
+    for top in range(0, 160, 20):
+        for left in range(0, 160, 20):
+            y0, x0 = max(top - reach, 0), max(left - reach, 0)
+            grown = (slice(y0, top + 20 + reach), slice(x0, left + 20 + reach))
+            part = border_weights(mask[grown], 10, 5, objects=objects[grown])
+            np.testing.assert_array_equal(part[top - y0 : top - y0 + 20, left - x0 : left - x0 + 20],
+                                          whole[top : top + 20, left : left + 20], err_msg=f"window at {top}, {left}")
 
 
 def test_one_object_has_no_border_term():

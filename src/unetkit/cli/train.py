@@ -79,10 +79,18 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--grad-clip", type=float, metavar="NORM", help="default 1; 0 switches clipping off")
     opt("--deterministic", action=flag, help="deterministic kernels: bitwise repeatable runs")
     opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
-    opt("--sync-bn", action=flag, help="SyncBatchNorm across torchrun processes")
+    _scale_args(opt)
     _transfer_args(opt)
     opt("--bn-calibration", type=int, metavar="N", help="re-estimate BatchNorm statistics on up to N clean training patches before each validation (default 32; 0: off)")
     _augment_args(opt)
+
+
+def _scale_args(opt) -> None:
+    """Past one process (torchrun) and past memory (images read window by window)."""
+    opt("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm across torchrun processes")
+    opt("--lazy-above", type=float, metavar="MPIX", dest="lazy_above_mpix", help="read training images larger than MPIX "
+        "megapixels window by window from their (tiled) TIFF instead of holding them: the same patches, memory per patch "
+        "(default 64)")
 
 
 def _transfer_args(opt) -> None:

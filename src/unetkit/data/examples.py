@@ -1,4 +1,4 @@
-"""Training and validation images in memory: read, checked, normalised."""
+"""Training and validation images: read, checked, normalised; in memory, or window by window (`data.lazy`) above a size."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from ..io import is_palette, label_dtype, read_image, read_mask
+from ..io import ArraySource, is_palette, label_dtype, read_image, read_mask
 from .instance_maps import instance_objects
+from .lazy import LazyExample, is_large, layout_warning, reads_lazily, survey_streamed
 from .masks import Survey, classes_only_in, describe, mask_to_classes, resolve_masks
 from .normalize import dataset_mean_std, imagenet_mean_std, normalize
 from .pairing import Pair
+from .weightmap import class_frequencies, weight_map
+from .windows import crop_mirrored
 
 # A mask larger than its image by at most this many pixels per side, and this share of the side, is cropped
 # (top-left aligned, with a printed warning): the signature of an export that rounds its extent up (Amazon's
@@ -29,6 +32,7 @@ class Example:
 
     `objects`: instance ids (H, W) of a training image with instance-map masks, as trained (touching
     borders taken out); the border weights are measured from them, then they are dropped.
+    Patches, counts and validation ask through the methods, which `lazy.LazyExample` shares.
     """
 
     name: str
@@ -40,6 +44,38 @@ class Example:
     @property
     def shape(self) -> tuple[int, int]:
         return self.classes.shape
+
+    def crop(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(image, class ids, weight map or None) of a window, mirrored beyond the borders."""
+        window = (top, left, height, width)
+        weight = None if self.weight is None else crop_mirrored(self.weight, *window)
+        return crop_mirrored(self.image, *window), crop_mirrored(self.classes, *window), weight
+
+    def image_window(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        return crop_mirrored(self.image, top, left, height, width)
+
+    def class_counts(self, n_classes: int, ignore_index: int | None) -> np.ndarray:
+        return class_frequencies([self.classes], n_classes, ignore_index)
+
+    def foreground(self, ignore_index: int | None, limit: int) -> np.ndarray:
+        """Flat positions of the foreground pixels; past `limit` of them a regular subsample, so memory stays bounded."""
+        foreground = self.classes > 0
+        if ignore_index is not None:
+            foreground &= self.classes != ignore_index
+        flat = np.flatnonzero(foreground)
+        return flat[:: -(-len(flat) // limit)] if len(flat) > limit else flat
+
+    def attach_weights(self, class_weights, *, w0: float, sigma: float, ignore_index: int | None, cache=None) -> None:
+        """The paper's weight map, computed once here and cropped with every patch; the objects are not needed after."""
+        self.weight = weight_map(self.classes, class_weights, w0=w0, sigma=sigma, ignore_index=ignore_index, objects=self.objects)
+        self.objects = None
+
+    def pixels(self):
+        """(source, normalised already, percentile statistics) for the predictor's bands."""
+        return ArraySource(self.image), True, None
+
+    def classes_rows(self, y0: int, y1: int) -> np.ndarray:
+        return self.classes[y0:y1]
 
 
 def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -54,15 +90,20 @@ def read_pair(pair: Pair, config: DataConfig) -> tuple[np.ndarray, np.ndarray, n
 
 def _fit_to(raw: np.ndarray, size: tuple[int, int], pair: Pair) -> np.ndarray:
     """The mask at its image's size: as it is, or cropped where it is a few pixels larger (see SIZE_SLACK_PX)."""
-    if raw.shape[:2] == size:
-        return raw
-    extra = [m - s for m, s in zip(raw.shape[:2], size)]
+    return raw[: size[0], : size[1]] if _check_fit(raw.shape[:2], size, pair) else raw
+
+
+def _check_fit(mask_size: tuple[int, int], size: tuple[int, int], pair: Pair) -> bool:
+    """Whether a mask of `mask_size` is cropped to its image's `size` (warned); refused if it differs more."""
+    if tuple(mask_size) == tuple(size):
+        return False
+    extra = [m - s for m, s in zip(mask_size, size)]
     if all(0 <= e <= min(SIZE_SLACK_PX, math.ceil(SIZE_SLACK_SHARE * s)) for e, s in zip(extra, size)):
-        warn(f"{pair.mask}: mask is {raw.shape[0]} x {raw.shape[1]}, its image {size[0]} x {size[1]}: "
+        warn(f"{pair.mask}: mask is {mask_size[0]} x {mask_size[1]}, its image {size[0]} x {size[1]}: "
              f"cropped to the image (top-left aligned)")
-        return raw[: size[0], : size[1]]
+        return True
     raise UserError(
-        f"image is {size[0]} x {size[1]} but its mask {pair.mask.name} is {raw.shape[0]} x {raw.shape[1]}",
+        f"image is {size[0]} x {size[1]} but its mask {pair.mask.name} is {mask_size[0]} x {mask_size[1]}",
         path=pair.image,
         fix="give image and mask the same size (re-export the mask)",
     )
@@ -81,69 +122,102 @@ def _compact(classes: np.ndarray) -> np.ndarray:
 
 
 def load_examples(
-    train: list[Pair], val: list[Pair], config: DataConfig, *, progress: bool = True
-) -> tuple[list[Example], list[Example], DataConfig]:
+    train: list[Pair], val: list[Pair], config: DataConfig, *, progress: bool = True, lazy_above_mpix: float | None = None
+) -> tuple[list, list, DataConfig]:
     """Read and normalise every pair; returns the config resolved from the data.
 
     The mask convention and class count come from the training masks (printed);
     `in_channels` from the images (all must agree); for "meanstd" the
     per-channel mean and std come from the training images only, for
     "imagenet" from ImageNet; "auto" left unresolved becomes "percentile".
+    Pairs whose image has more than `lazy_above_mpix` megapixels (TIFF image
+    and mask) are not read: they become `LazyExample`s, read window by window.
     """
     from tqdm import tqdm
 
-    config = find_mask_convention(train, config, val)
+    config = find_mask_convention(train, config, val, lazy_above_mpix)
     if progress:
         tqdm.write(describe(config))
-    raw = [read_pair(p, config) for p in tqdm(train + val, desc="reading", unit="image", disable=None if progress else True)]
-    channels = raw[0][0].shape[0]
-    for pair, (image, *_) in zip(train + val, raw):
-        if image.shape[0] != channels:
-            raise UserError(
-                f"image has {image.shape[0]} channel(s) but {(train + val)[0].image.name} has {channels}",
-                path=pair.image,
-                fix="give all images the same channels",
-            )
-    config = dataclasses.replace(config, in_channels=channels)
+    pairs = train + val
+    loaded = [_load(p, config, lazy_above_mpix, progress) for p in tqdm(pairs, desc="reading", unit="image", disable=None if progress else True)]
+    channels = [x.channels if isinstance(x, LazyExample) else x[0].shape[0] for x in loaded]
+    for pair, count in zip(pairs, channels):
+        if count != channels[0]:
+            raise UserError(f"image has {count} channel(s) but {pairs[0].image.name} has {channels[0]}", path=pair.image,
+                            fix="give all images the same channels")
+    config = dataclasses.replace(config, in_channels=channels[0])
     if config.normalization == "auto":  # training resolves it first for pretrained weights; here it is the default
         config = dataclasses.replace(config, normalization="percentile")
     if config.normalization == "imagenet":
-        config = dataclasses.replace(config, **imagenet_mean_std(channels))
+        config = dataclasses.replace(config, **imagenet_mean_std(channels[0]))
     if config.normalization == "meanstd":
-        config = dataclasses.replace(config, **dataset_mean_std([image for image, *_ in raw[: len(train)]]))
-    examples = [Example(p.name, normalize(image, config), classes, objects=objects if i < len(train) else None)
-                for i, (p, (image, classes, objects)) in enumerate(zip(train + val, raw))]
+        images = [x.image_source if isinstance(x, LazyExample) else x[0] for x in loaded[: len(train)]]
+        config = dataclasses.replace(config, **dataset_mean_std(images))
+    examples = [x.prepare(config) if isinstance(x, LazyExample) else
+                Example(p.name, normalize(x[0], config), x[1], objects=x[2] if i < len(train) else None)
+                for i, (p, x) in enumerate(zip(pairs, loaded))]
     return examples[: len(train)], examples[len(train) :], config
 
 
-def find_mask_convention(train: list[Pair], config: DataConfig, val: list[Pair] = ()) -> DataConfig:
+def _load(pair: Pair, config: DataConfig, lazy_above_mpix: float | None, progress: bool):
+    """`read_pair`'s (image, classes, objects), or a LazyExample for a large TIFF pair (its layout checked)."""
+    from tqdm import tqdm
+
+    if not reads_lazily(pair, lazy_above_mpix):
+        if is_large(pair, lazy_above_mpix):
+            warn(f"{pair.image.name} is larger than {lazy_above_mpix:g} megapixels but only TIFF images and masks are read "
+                 "window by window: read whole (save image and mask as tiled TIFF to train on it lazily)")
+        return read_pair(pair, config)
+    example = LazyExample.open(pair, config)
+    _check_fit(example.mask_source.shape[1:], example.shape, pair)
+    for path in (pair.image, pair.mask):
+        message = layout_warning(path, pair.page)
+        if message:
+            warn(message)
+    if progress:
+        tqdm.write(f"{pair.name}: {example.shape[0]} x {example.shape[1]} px, read window by window "
+                   f"(larger than {lazy_above_mpix:g} megapixels)")
+    return example
+
+
+def find_mask_convention(train: list[Pair], config: DataConfig, val: list[Pair] = (), lazy_above_mpix: float | None = None) -> DataConfig:
     """The DataConfig with the convention of the training masks, surveyed together (see `masks.resolve_masks`).
 
     Validation masks (`val`) are checked against it: a value outside the class table is an error, a
     class of the table that no training mask holds a printed warning (the model cannot learn it).
+    Masks of pairs read lazily (`lazy_above_mpix`) are surveyed band by band.
     """
-    config, survey, _ = survey_masks(train, config)
+    config, survey, _ = survey_masks(train, config, lazy_above_mpix=lazy_above_mpix)
     if val:
         held_out = Survey(count_labels=False)
         for pair in val:
-            held_out.add(read_mask(pair.mask, pair.page, palette_colours=config.mask_kind == "colours"), pair.mask)
+            if reads_lazily(pair, lazy_above_mpix):
+                survey_streamed(held_out, pair, config)
+            else:
+                held_out.add(read_mask(pair.mask, pair.page, palette_colours=config.mask_kind == "colours"), pair.mask)
         for k, path in sorted(classes_only_in(held_out, survey, config).items()):
             warn(f"class {k} is in the validation masks (e.g. {getattr(path, 'name', path)}) but in none of the training "
                  f"masks: the model cannot learn it, and its validation IoU stays 0")
     return config
 
 
-def survey_masks(pairs: list[Pair], config: DataConfig, keep: bool = False) -> tuple[DataConfig, Survey, list[np.ndarray]]:
+def survey_masks(pairs: list[Pair], config: DataConfig, keep: bool = False,
+                 lazy_above_mpix: float | None = None) -> tuple[DataConfig, Survey, list[np.ndarray | None]]:
     """(the convention of `pairs`' masks, the survey, their raw arrays in order if `keep`), each mask read once.
 
     Palette PNGs are surveyed last: in a set of colour-coded masks they are
     read as their colours (some tools save a few colour masks with a palette),
-    elsewhere as their indices.
+    elsewhere as their indices. Masks of pairs read lazily are surveyed band by
+    band and never kept (None in their place).
     """
     survey, kept, palettes = Survey(), {}, []
     for index, pair in enumerate(pairs):
         if is_palette(pair.mask):
             palettes.append(index)
+            continue
+        if reads_lazily(pair, lazy_above_mpix):
+            survey_streamed(survey, pair, config)
+            kept[index] = None
             continue
         raw = read_mask(pair.mask, pair.page)
         survey.add(raw, pair.mask)

@@ -87,6 +87,11 @@ class Survey:
 
     def add(self, raw: np.ndarray, path) -> None:
         kind = "colours" if raw.ndim == 3 else "grey"
+        distinct = np.unique(colour_codes(raw) if kind == "colours" else raw)
+        self.add_values(kind, distinct, path, label_stats(raw, path, distinct) if kind == "grey" and self.count_labels else None)
+
+    def add_values(self, kind: str, distinct: np.ndarray, path, labels=None) -> None:
+        """Add a mask by its distinct values (grey) or colour codes, and its `LabelStats` (grey, when counted)."""
         if self.kind is None:
             self.kind, self.first = kind, path
         elif kind != self.kind:
@@ -94,11 +99,10 @@ class Survey:
                 f"mask holds {'RGB colours' if kind == 'colours' else 'grey values'} but {getattr(self.first, 'name', self.first)} "
                 f"holds {'RGB colours' if self.kind == 'colours' else 'grey values'}", path=path,
                 fix="save every mask of the folder in one convention (all colour-coded, or all class ids / two values)")
-        distinct = np.unique(colour_codes(raw) if kind == "colours" else raw)
         for value in distinct.tolist():
             self.values.setdefault(value, path)
         if kind == "grey" and self.count_labels:
-            self.labels.append(label_stats(raw, path, distinct))
+            self.labels.append(labels)
 
 
 def resolve_masks(survey: Survey, config: DataConfig) -> DataConfig:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DataConfig
+from ..io import ArraySource, strided_sample
+from .windows import band_rows
 
 PER_IMAGE = ("auto", "percentile", "imagenet")  # normalisations that scale each image by its own percentiles
 # The statistics ImageNet encoders were trained with, for RGB in [0, 1] (torchvision's and the hub's).
@@ -31,9 +33,23 @@ def intensity_stats(image: np.ndarray, config: DataConfig, max_samples: int = 1_
     Large images are subsampled on a regular grid, so huge images cost little.
     """
     channels = image.shape[0]
-    step = max(1, int(np.sqrt(image[0].size / max_samples)))
+    step = _sample_step(image.shape[1:], max_samples)
     sample = np.asarray(image[:, ::step, ::step], dtype=np.float64).reshape(channels, -1)
     return np.percentile(sample, config.percentiles, axis=1).T
+
+
+def _sample_step(size: tuple[int, int], max_samples: int) -> int:
+    return max(1, int(np.sqrt(size[0] * size[1] / max_samples)))
+
+
+def source_intensity_stats(source, config: DataConfig, max_samples: int = 1_000_000) -> np.ndarray:
+    """`intensity_stats` of a whole `io` source, read in bands (`windows.band_rows`): the same grid sample, so the same statistics.
+
+    (`intensity_stats` of the sample itself keeps every pixel: a sample of
+    N / step^2 < 2.25 x max_samples pixels gives a step of 1.)
+    """
+    step = _sample_step(source.shape[1:], max_samples)
+    return intensity_stats(strided_sample(source, step, band_rows(source.shape[2])), config, max_samples)
 
 
 def normalize(image: np.ndarray, config: DataConfig, stats: np.ndarray | None = None) -> np.ndarray:
@@ -59,11 +75,23 @@ def normalize(image: np.ndarray, config: DataConfig, stats: np.ndarray | None = 
     return x
 
 
-def dataset_mean_std(images: list[np.ndarray]) -> dict:
-    """Per-channel mean and std over all pixels of all images (float64 sums)."""
-    total = sum(np.asarray(im, np.float64).sum(axis=(1, 2)) for im in images)
-    squares = sum((np.asarray(im, np.float64) ** 2).sum(axis=(1, 2)) for im in images)
-    count = sum(im[0].size for im in images)
+def dataset_mean_std(images: list) -> dict:
+    """Per-channel mean and std over all pixels of all images, `(C, H, W)` arrays or `io` sources (float64 sums).
+
+    Summed band by band (`windows.band_rows`), for arrays as for sources, so a
+    data set gives the same statistics whether its images are held or streamed.
+    """
+    total = squares = 0
+    count = 0
+    for image in images:
+        source = image if hasattr(image, "read") else ArraySource(np.asarray(image))
+        _, height, width = source.shape
+        rows = band_rows(width)
+        for top in range(0, height, rows):
+            band = np.asarray(source.read(top, min(top + rows, height), 0, width), np.float64)
+            total = total + band.sum(axis=(1, 2))
+            squares = squares + (band**2).sum(axis=(1, 2))
+        count += height * width
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0))
     return {"mean": tuple(map(float, mean)), "std": tuple(map(float, std))}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from .examples import Example
-from .windows import crop_mirrored
 
 
 class PatchDataset:
@@ -20,6 +19,8 @@ class PatchDataset:
     Items: {"image" (C, S, S) float32, "mask" (S, S) int64, ["weight" (S, S)
     float32,] "seed" int64 for the augmentation}. Because nothing depends on
     what was drawn before, resuming at sample `i` repeats a run exactly.
+    Examples are read through their methods (`crop`, `foreground`), so an image
+    read window by window (`lazy.LazyExample`) gives the same patches.
     """
 
     FG_POSITIONS = 100_000  # foreground pixels remembered per image for oversampling
@@ -39,7 +40,7 @@ class PatchDataset:
         self.examples, self.target, self.margin, self.slack = examples, target, margin, slack
         self.seed, self.fg_oversample = seed, fg_oversample
         self.samples_per_epoch = samples_per_epoch or self.covering_count(examples, target)
-        self._foreground = [self._foreground_positions(e.classes, ignore_index) for e in examples] if fg_oversample else None
+        self._foreground = [e.foreground(ignore_index, self.FG_POSITIONS) for e in examples] if fg_oversample else None
         self._order: tuple[int, np.ndarray] | None = None
 
     @staticmethod
@@ -69,14 +70,14 @@ class PatchDataset:
         rng = np.random.default_rng([self.seed, 1, index])
         top, left = self._target_corner(example, rng, self._foreground and self._foreground[self.image_of(index)])
         reach = self.margin + self.slack
-        window = (top - reach, left - reach, self.side, self.side)
+        image, classes, weight = example.crop(top - reach, left - reach, self.side, self.side)
         item = {
-            "image": torch.from_numpy(crop_mirrored(example.image, *window)),
-            "mask": torch.from_numpy(crop_mirrored(example.classes, *window).astype(np.int64)),
+            "image": torch.from_numpy(image),
+            "mask": torch.from_numpy(classes.astype(np.int64)),
             "seed": int(rng.integers(2**62)),
         }
-        if example.weight is not None:
-            item["weight"] = torch.from_numpy(crop_mirrored(example.weight, *window))
+        if weight is not None:
+            item["weight"] = torch.from_numpy(weight)
         return item
 
     def _target_corner(self, example: Example, rng: np.random.Generator, foreground) -> tuple[int, int]:
@@ -94,12 +95,3 @@ class PatchDataset:
             else:
                 corner.append(int(rng.integers(room + 1)))
         return corner[0], corner[1]
-
-    def _foreground_positions(self, classes: np.ndarray, ignore_index: int | None) -> np.ndarray:
-        foreground = classes > 0
-        if ignore_index is not None:
-            foreground &= classes != ignore_index
-        flat = np.flatnonzero(foreground)
-        if len(flat) > self.FG_POSITIONS:  # a regular subsample keeps memory bounded
-            flat = flat[:: -(-len(flat) // self.FG_POSITIONS)]
-        return flat

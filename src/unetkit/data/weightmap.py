@@ -8,7 +8,8 @@ for ISBI 2012 the cells, so the membrane between two touching cells weighs
 most), or the instances themselves where the masks are instance label maps
 (`objects`): touching nuclei are one component but two instances. The border term is added on background pixels only: those are the
 pixels that separate objects. It is computed once per image when the data set
-is built and then cropped and warped with every patch.
+is built and then cropped and warped with every patch (an image read window by
+window, `data.lazy`, computes it per patch from `border_reach` px of context).
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ import numpy as np
 # Border weights below this share of w0 are dropped: it bounds the window each
 # object's distance transform needs (d1 + d2 < sigma * sqrt(2 ln(1 / CUTOFF))).
 CUTOFF = 1e-4
+
+
+def border_reach(sigma: float) -> int:
+    """Distance (px) beyond which an object counts for no pixel's d1 or d2: there the term is below CUTOFF * w0.
+
+    So the border term of a pixel depends only on the objects within this
+    distance of it: a window grown by it on every side gives the exact term.
+    """
+    return int(math.ceil(sigma * math.sqrt(2 * math.log(1 / CUTOFF))))
 
 
 def class_frequencies(masks, n_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -82,8 +92,10 @@ def border_weights(
     `objects`: object ids (H, W, 0 = none, 1..n) to measure d1 and d2 from; default: the
     4-connected components of each foreground class. Each object's distance
     transform runs only in its bounding box grown by the distance beyond which
-    the term is negligible, so the cost grows with the objects' area, not with
-    (number of objects x image size).
+    the term is negligible (`border_reach`), so the cost grows with the objects'
+    area, not with (number of objects x image size). Distances beyond that reach
+    count as none, so the term at a pixel depends on the objects within reach of
+    it only, and a window with that much context computes it exactly.
     """
     from scipy import ndimage
 
@@ -91,7 +103,7 @@ def border_weights(
     if ignore_index is not None:
         foreground &= classes != ignore_index
     objects = _label_objects(classes, foreground) if objects is None else objects
-    reach = int(math.ceil(sigma * math.sqrt(2 * math.log(1 / CUTOFF))))  # max useful d1 + d2
+    reach = border_reach(sigma)  # max useful d1 + d2
     d1 = np.full(classes.shape, np.inf, np.float32)
     d2 = np.full(classes.shape, np.inf, np.float32)
     for label, box in enumerate(ndimage.find_objects(objects), start=1):
@@ -99,6 +111,7 @@ def border_weights(
             continue
         window = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in box)
         distance = ndimage.distance_transform_edt(objects[window] != label).astype(np.float32)
+        distance[distance > reach] = np.inf  # what lies within the window but beyond reach: as everywhere beyond it
         near, second = d1[window], d2[window]  # views: updated in place
         np.minimum(second, np.maximum(near, distance), out=second)
         np.minimum(near, distance, out=near)

@@ -13,6 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# Pixels per band when a whole image or mask is read in parts (statistics, class counts, objects): ~4 megapixels
+# keeps the float64 and label copies of a band near 100 MB however wide the image.
+BAND_PIXELS = 1 << 22
+
+
+def band_rows(width: int) -> int:
+    """Rows per band of an image `width` px wide (one band for any image of up to BAND_PIXELS)."""
+    return max(1, BAND_PIXELS // width)
+
 
 def mirror_indices(start: int, stop: int, size: int) -> np.ndarray:
     """Source indices of positions start..stop-1 along an axis of `size` pixels, mirrored ("symmetric").

@@ -12,6 +12,7 @@ from .images import (
     is_tiff,
     label_dtype,
     list_images,
+    mask_values,
     read_image,
     read_mask,
     write_image,
@@ -22,6 +23,6 @@ from .zarr_source import ZarrSource, is_zarr
 
 __all__ = [
     "atomic_dir", "atomic_path", "write_bytes", "write_text", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixels", "count_pages", "image_size", "is_palette", "is_tiff",
-    "label_dtype", "list_images", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "strided_sample",
+    "label_dtype", "list_images", "mask_values", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "strided_sample",
     "geo_tags", "sidecars", "ome_zarr_writer", "pyramid_shapes", "ZarrSource", "is_zarr",
 ]

@@ -111,7 +111,18 @@ def read_mask(path: str | Path, page: int | None = None, *, palette_colours: boo
         image = _to_chw(array, axes, path, page)
     else:
         image = read_image(path, page)
-    if image.shape[0] != 1 and not all(np.array_equal(image[0], c) for c in image[1:]):
+    return mask_values(image, path)
+
+
+def mask_values(image: np.ndarray, path, colours: bool | None = None) -> np.ndarray:
+    """A mask's raw values from its decoded `(C, H, W)` pixels: grey `(H, W)` integers, or `(H, W, 3)` uint8 colours.
+
+    `colours`: None decides from these pixels (grey where all channels are
+    equal); a window of a mask read in parts passes the answer for the whole file.
+    """
+    if colours is None:
+        colours = image.shape[0] != 1 and not all(np.array_equal(image[0], c) for c in image[1:])
+    if colours:
         if image.shape[0] not in (3, 4) or image.dtype != np.uint8:
             raise UserError(f"mask has {image.shape[0]} different {image.dtype} channels", path=path,
                             fix="save masks as one-channel label images or 8-bit RGB colours")

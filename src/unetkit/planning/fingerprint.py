@@ -3,6 +3,8 @@
 Image sizes come from the headers of every file; pixels, masks and objects
 from an even sample of at most SAMPLE pairs in name order (objects in each
 mask's central CROP x CROP window), so a set of 700 images costs seconds.
+Pairs that training reads window by window (`data.lazy`) are measured so too,
+with the same results: pixels from the same grid, masks band by band.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 import numpy as np
 
 from ..config import DataConfig
-from ..data import Pair, describe, mask_to_classes, name_groups, survey_masks
-from ..io import image_size, read_image
+from ..data import LazyExample, Pair, band_rows, describe, mask_to_classes, name_groups, reads_lazily, survey_masks
+from ..io import ArraySource, image_size, read_image, strided_sample
 
 SAMPLE = 24  # pairs read whole
 CROP = 1024  # px: objects are measured in this central window of a mask
@@ -67,32 +69,42 @@ class Fingerprint:
         )
 
 
-def fingerprint(pairs: list[Pair], config: DataConfig) -> Fingerprint:
-    """Measure `pairs` (all of them, in name order) with the mask options of `config`."""
+def fingerprint(pairs: list[Pair], config: DataConfig, lazy_above_mpix: float | None = None) -> Fingerprint:
+    """Measure `pairs` (all of them, in name order) with the mask options of `config`.
+
+    Pairs training reads window by window (`lazy_above_mpix`) are read so here too.
+    """
     sample = [pairs[i] for i in np.unique(np.linspace(0, len(pairs) - 1, min(SAMPLE, len(pairs))).round().astype(int))]
     sizes = np.array([image_size(p.image, p.page) for p in pairs])
-    config, _, raws = survey_masks(sample, config, keep=True)
+    config, _, raws = survey_masks(sample, config, keep=True, lazy_above_mpix=lazy_above_mpix)
     instances = config.mask_kind == "instances"  # found by the survey, as training finds it
     names = [p.name for p in pairs]
     groups = name_groups(names) if _name_kind(names, None) != "ids" else None
+    masks = [_mask_sample(raw, config, instances, p) if raw is not None else _lazy_mask_sample(p, config, instances)
+             for raw, p in zip(raws, sample)]
     return Fingerprint(
         images=len(pairs), sampled=len(sample), min_side=int(sizes.min()),
         median_size=[int(v) for v in np.median(sizes, axis=0)], max_size=[int(v) for v in sizes.max(axis=0)],
-        **_intensities([read_image(p.image, p.page) for p in sample]),
+        **_intensities([_pixel_grid(p, reads_lazily(p, lazy_above_mpix)) for p in sample]),
         masks=describe(config), mask_kind=config.mask_kind, instances=instances,
-        **_mask_facts([_classes_objects(raw, config, instances, p) for raw, p in zip(raws, sample)], config, instances),
+        **_mask_facts(masks, config, instances),
         names=_name_kind(names, groups), groups={k: len(v) for k, v in groups.items()} if groups else None,
     )  # fmt: skip
 
 
-def _intensities(images: list[np.ndarray]) -> dict:
-    channels = images[0].shape[0]
-    grids = []
-    for image in images:
-        step = max(1, int(np.sqrt(image[0].size / PIXELS_PER_IMAGE)))
-        grids.append(image[:channels, ::step, ::step].reshape(min(channels, image.shape[0]), -1))
+def _pixel_grid(pair: Pair, lazily: bool) -> np.ndarray:
+    """The image's pixels on a regular grid of about PIXELS_PER_IMAGE, (C, n); read in bands for a lazy pair."""
+    source = LazyExample.open(pair, DataConfig()).image_source if lazily else ArraySource(read_image(pair.image, pair.page))
+    channels, height, width = source.shape
+    step = max(1, int(np.sqrt(height * width / PIXELS_PER_IMAGE)))
+    return strided_sample(source, step, band_rows(width)).reshape(channels, -1)
+
+
+def _intensities(grids: list[np.ndarray]) -> dict:
+    channels = grids[0].shape[0]
+    grids = [g[:channels] for g in grids]
     pixels = np.concatenate([g for g in grids if g.shape[0] == channels], axis=1).astype(np.float64)
-    dtype = images[0].dtype
+    dtype = grids[0].dtype
     bits = int(pixels.max()).bit_length() if dtype.kind in "iu" else 8 * dtype.itemsize
     grey = [g.shape[0] == 1 or all(np.array_equal(g[0], c) for c in g[1:3]) for g in grids]
     return dict(
@@ -102,31 +114,68 @@ def _intensities(images: list[np.ndarray]) -> dict:
     )  # fmt: skip
 
 
-def _classes_objects(raw: np.ndarray, config: DataConfig, instances: bool, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Class ids (instances: 0 background, 1 object) and the objects labelled apart (int32, 0 = none) in the crop."""
+def _mask_sample(raw: np.ndarray, config: DataConfig, instances: bool, pair: Pair) -> tuple:
+    """(class counts, those of the top, bottom, left and right halves, the objects of the central crop) of a mask."""
+    classes = _classes(raw, config, instances, pair)
+    top, left = _crop_corner(raw.shape[:2])
+    crop = raw[top : top + CROP, left : left + CROP]
+    return (*_layout([classes], raw.shape[:2], config, instances), _objects(crop, config, instances, pair))
+
+
+def _lazy_mask_sample(pair: Pair, config: DataConfig, instances: bool) -> tuple:
+    """`_mask_sample` of a mask read band by band: the same counts and objects."""
+    mask = LazyExample.open(pair, config)
+    _, height, width = mask.mask_source.shape
+    rows = band_rows(width)
+    bands = (_classes(mask.raw_mask(y, min(y + rows, height), 0, width), config, instances, pair) for y in range(0, height, rows))
+    top, left = _crop_corner((height, width))
+    crop = mask.raw_mask(top, min(top + CROP, height), left, min(left + CROP, width))
+    return (*_layout(bands, (height, width), config, instances), _objects(crop, config, instances, pair))
+
+
+def _classes(raw: np.ndarray, config: DataConfig, instances: bool, pair: Pair) -> np.ndarray:
+    """Class ids; instances: 0 background, 1 object."""
+    return (raw > 0).astype(np.int64) if instances else mask_to_classes(raw, config, path=pair.mask)
+
+
+def _crop_corner(size: tuple[int, int]) -> tuple[int, int]:
+    return tuple(max(0, (s - CROP) // 2) for s in size)
+
+
+def _objects(crop: np.ndarray, config: DataConfig, instances: bool, pair: Pair) -> np.ndarray:
+    """The objects of a mask's central crop, labelled apart (int32, 0 = none)."""
     from scipy import ndimage
 
-    top, left = (max(0, (s - CROP) // 2) for s in raw.shape[:2])
-    window = (slice(top, top + CROP), slice(left, left + CROP))
     if instances:
-        return (raw > 0).astype(np.int64), raw[window].astype(np.int32)
-    classes = mask_to_classes(raw, config, path=pair.mask)
-    crop = classes[window]
-    objects = np.zeros(crop.shape, np.int32)
+        return crop.astype(np.int32)
+    classes = mask_to_classes(crop, config, path=pair.mask)
+    objects = np.zeros(classes.shape, np.int32)
     for value in range(1, config.n_classes):  # the 4-connected components of each class but the first
-        labels, count = ndimage.label(crop == value)
+        labels, count = ndimage.label(classes == value)
         objects[labels > 0] = labels[labels > 0] + objects.max()
-    return classes, objects
+    return objects
 
 
-def _mask_facts(masks: list[tuple[np.ndarray, np.ndarray]], config: DataConfig, instances: bool) -> dict:
+def _layout(bands, size: tuple[int, int], config: DataConfig, instances: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(class counts, those of the top, bottom, left and right halves) of a mask given as class-id bands from the top."""
+    n_classes = 2 if instances else config.n_classes
+    (h, w), top = size, 0
+    counts, halves = np.zeros(n_classes), np.zeros((4, n_classes))
+    for classes in bands:
+        counts += _class_counts(classes, n_classes, config.ignore_index)
+        parts = (classes[: max(0, h // 2 - top)], classes[max(0, h - h // 2 - top) :], classes[:, : w // 2], classes[:, w - w // 2 :])
+        for k, part in enumerate(parts):
+            halves[k] += _class_counts(part, n_classes, config.ignore_index)
+        top += len(classes)
+    return counts, halves
+
+
+def _mask_facts(masks: list[tuple], config: DataConfig, instances: bool) -> dict:
     n_classes = 2 if instances else config.n_classes
     counts, halves, areas, near, per_image = np.zeros(n_classes), np.zeros((4, n_classes)), [], 0, []
-    for classes, objects in masks:
-        counts += _class_counts(classes, n_classes, config.ignore_index)
-        h, w = classes.shape
-        for k, part in enumerate((classes[: h // 2], classes[h - h // 2 :], classes[:, : w // 2], classes[:, w - w // 2 :])):
-            halves[k] += _class_counts(part, n_classes, config.ignore_index)
+    for mask_counts, mask_halves, objects in masks:
+        counts += mask_counts
+        halves += mask_halves
         area = np.bincount(objects.ravel())[1:]
         areas.append(area[area > 0])
         per_image.append(len(areas[-1]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import DataConfig, ModelConfig
+from ..config import DataConfig, ModelConfig, RunConfig
 from ..data import Pair
 from .fingerprint import Fingerprint, fingerprint
 from .rules import choose
@@ -62,7 +62,7 @@ def _shown(value) -> str:
 
 def make_plan(pairs: list[Pair], data: DataConfig, model: ModelConfig, given: dict, memory_mb: float = MEMORY_MB) -> Plan:
     """The plan for `pairs` read with `data`'s mask options, for `model`; options in `given` are kept as given."""
-    fp = fingerprint(pairs, data)
+    fp = fingerprint(pairs, data, given.get("lazy_above_mpix", RunConfig.lazy_above_mpix))  # read as training reads them
     rules = choose(fp, model, memory_mb, transfer=given.get("init") is not None)
     choices = tuple(
         Choice(option, given[option], "given", True) if option in given else Choice(option, value, reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from .context import HOOKS, Hooks
 from .loop import fit
 from .options import Recipe, build_configs, check_resume_options, plain_options, resumed_run_config, stored_configs
 from .planned import plan as plan_data
-from .setup import Job, build_context, determinism
+from .setup import Job, build_context, cache_folder, determinism
 
 
 def train(
@@ -75,6 +76,7 @@ def train(
         if ctx.interrupted:  # Ctrl-C: saved and stopped cleanly, but the caller must still learn of it
             raise KeyboardInterrupt
     finally:
+        shutil.rmtree(cache_folder(out, world), ignore_errors=True)  # what lazily read images kept on disk
         if joined_here:
             distributed.shutdown()
     return out

@@ -16,13 +16,11 @@ from ..data import (
     Example,
     PatchDataset,
     balancing_weights,
-    class_frequencies,
     load_examples,
     median_frequency_weights,
     pair_files,
     required_slack,
     split_pairs,
-    weight_map,
 )
 from ..devices import autocast_dtype, training_memory_format
 from ..errors import UserError
@@ -67,7 +65,8 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
         tqdm.write(("the run's stored plan:\n" if job.resume else "") + Plan.from_dict(job.plan).table())
     recipe = resolve_transfer(job.recipe)
     train_pairs, val_pairs = _pairs(job)
-    train_set, val_set, data_config = load_examples(train_pairs, val_pairs, recipe.data, progress=job.progress and world.main)
+    train_set, val_set, data_config = load_examples(train_pairs, val_pairs, recipe.data, progress=job.progress and world.main,
+                                                    lazy_above_mpix=job.run.lazy_above_mpix)
     model_config = dataclasses.replace(recipe.model, in_channels=data_config.in_channels, n_classes=data_config.n_classes)
     torch.manual_seed(recipe.train.seed)  # the initial weights
     net = build_model(model_config)
@@ -78,7 +77,7 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
     prepare_encoder(net, config, config.batch_size // world.size)
     class_weights = _class_weights(config, train_set, data_config)
     data_config = dataclasses.replace(data_config, class_weights=None if class_weights is None else tuple(map(float, class_weights)))
-    _attach_weight_maps(train_set, config, data_config, class_weights, job.progress and world.main)
+    _attach_weight_maps(train_set, config, data_config, class_weights, job.progress and world.main, cache_folder(job.out, world))
     if world.main:
         split = {"train": [p.name for p in train_pairs], "val": [p.name for p in val_pairs]}
         plan = {"plan": job.plan} if job.plan else {}
@@ -173,7 +172,7 @@ def _class_weights(config: TrainConfig, examples: list[Example], data_config: Da
     if config.class_weights == "none":
         return None
     if config.class_weights in ("auto", "median"):
-        counts = class_frequencies([e.classes for e in examples], data_config.n_classes, data_config.ignore_index)
+        counts = sum(e.class_counts(data_config.n_classes, data_config.ignore_index) for e in examples)
         return balancing_weights(counts) if config.class_weights == "auto" else median_frequency_weights(counts)
     try:
         weights = np.array([float(w) for w in config.class_weights.split(",")], np.float32)
@@ -185,19 +184,26 @@ def _class_weights(config: TrainConfig, examples: list[Example], data_config: Da
     return weights
 
 
-def _attach_weight_maps(examples, config: TrainConfig, data_config: DataConfig, class_weights, progress: bool) -> None:
+def _attach_weight_maps(examples, config: TrainConfig, data_config: DataConfig, class_weights, progress: bool,
+                        cache: Path | None = None) -> None:
     """The paper's weight map per training image, computed once here and cropped with every patch.
 
     Instance-map masks give their instances (`Example.objects`) for d1 and d2; they are not needed after.
+    An image read lazily has its map computed band by band and kept on disk in `cache` (see `data.ondisk`).
     """
     from tqdm import tqdm
 
     class_weights = np.ones(data_config.n_classes, np.float32) if class_weights is None else class_weights
     for example in tqdm(examples, desc="weight maps", unit="image", disable=None if progress and config.weight_map else True):
         if config.weight_map:
-            example.weight = weight_map(example.classes, class_weights, w0=config.w0, sigma=config.sigma,
-                                        ignore_index=data_config.ignore_index, objects=example.objects)
+            example.attach_weights(class_weights, w0=config.w0, sigma=config.sigma, ignore_index=data_config.ignore_index,
+                                   cache=cache)
         example.objects = None
+
+
+def cache_folder(out: Path, world: distributed.World) -> Path:
+    """Where this process keeps the weight maps of lazily read images; removed when `train` ends."""
+    return Path(out) / f".lazy-cache-{world.rank}"
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import crop_mirrored, grid_windows
+from ..data import grid_windows
 from ..evaluation.counts import class_scores, confusion_matrix
 from ..prediction import PredictConfig, Predictor, labels_from, torch_logits_fn
 from . import distributed
@@ -17,21 +17,24 @@ def validate(ctx: Context) -> dict:
 
     Each image goes through the same Predictor as `unetkit predict` (tiles,
     mirrored borders, calibrated probabilities), so validation scores exactly
-    the probabilities a prediction of that image would hold. Under DDP every
-    process takes a share of the images and the counts are summed.
+    the probabilities a prediction of that image would hold. It is scored band
+    by band as the predictor hands the rows out, so an image read lazily is
+    never whole in memory. Under DDP every process takes a share of the images
+    and the counts are summed.
     """
     n_classes, ignore = ctx.data_config.n_classes, ctx.data_config.ignore_index
     predictor = Predictor(ctx.model_config, ctx.data_config, torch_logits_fn(ctx.net, ctx.device), PredictConfig())
     counts = np.zeros((n_classes, n_classes), np.int64)
     loss_sum, pixels = 0.0, 0
     for example in ctx.val[ctx.world.rank :: ctx.world.size]:
-        probs = predictor.probabilities(example.image, normalized=True)
-        target = example.classes.astype(np.int64)
-        counts += confusion_matrix(labels_from(probs), target, n_classes, ignore)
-        valid = target != ignore if ignore is not None else np.ones(target.shape, bool)
-        true_class = np.take_along_axis(probs, np.where(valid, target, 0)[None], axis=0)[0]
-        loss_sum += float(-np.log(np.maximum(true_class[valid], 1e-12), dtype=np.float64).sum())
-        pixels += int(valid.sum())
+        source, normalized, stats = example.pixels()
+        for top, probs in predictor.bands(source, stats, normalized=normalized):
+            target = example.classes_rows(top, top + probs.shape[1]).astype(np.int64)
+            counts += confusion_matrix(labels_from(probs), target, n_classes, ignore)
+            valid = target != ignore if ignore is not None else np.ones(target.shape, bool)
+            true_class = np.take_along_axis(probs, np.where(valid, target, 0)[None], axis=0)[0]
+            loss_sum += float(-np.log(np.maximum(true_class[valid], 1e-12), dtype=np.float64).sum())
+            pixels += int(valid.sum())
     totals = torch.tensor([*counts.ravel().tolist(), loss_sum, pixels], dtype=torch.float64, device=ctx.device)
     totals = distributed.all_sum(totals, ctx.world).cpu().numpy()
     scores = class_scores(totals[:-2].reshape(n_classes, n_classes).round().astype(np.int64))
@@ -69,7 +72,7 @@ def calibrate_batch_norm(ctx: Context) -> None:
         m.train()
     with torch.no_grad():
         for start in range(0, len(windows), ctx.config.batch_size):
-            images = [crop_mirrored(examples[i].image, top - margin, left - margin, side + 2 * margin, side + 2 * margin)
+            images = [examples[i].image_window(top - margin, left - margin, side + 2 * margin, side + 2 * margin)
                       for i, top, left in windows[start : start + ctx.config.batch_size]]
             ctx.net(torch.from_numpy(np.stack(images)).to(ctx.device))
     for m, momentum in zip(norms, momenta):
