@@ -135,7 +135,7 @@ def test_strided_stem_trains_and_predicts_any_size(data, tmp_path):
 
 
 def test_cpu_bf16_autocasts_the_forward_or_refuses_clearly(data, tmp_path, monkeypatch):
-    import unetkit.training.setup as setup
+    import unetkit.devices as devices
 
     dtypes = set()
 
@@ -144,10 +144,10 @@ def test_cpu_bf16_autocasts_the_forward_or_refuses_clearly(data, tmp_path, monke
         net.head.register_forward_hook(lambda module, inputs, out: dtypes.add(out.dtype))
         return net
 
-    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)  # emulated where the CPU lacks it: slow, still right
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)  # emulated where the CPU lacks it: slow, still right
     run = unetkit.train(*data, tmp_path / "run", steps=2, cpu_bf16=True, build_model=build, **TINY)
     assert torch.bfloat16 in dtypes and json.loads((run / "config.json").read_text())["run"]["cpu_bf16"] is True
-    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(unetkit.UserError, match="no native bf16"):
         unetkit.train(*data, tmp_path / "other", steps=2, cpu_bf16=True, **TINY)
 
