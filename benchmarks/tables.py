@@ -28,7 +28,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = {"unetkit-default": "unetkit `default`", "monai-UNet": "MONAI `UNet`", "monai-BasicUNet": "MONAI `BasicUNet`",
          "unetkit-default-stem2": "unetkit `fast` (`unetkit-default-stem2`)"}
-LOWER_IS_BETTER = {"mean_iou": False}  # every other score: lower is better
+LOWER_IS_BETTER = {"mean_iou": False, "mean_iou_5_classes": False, "mean_iou_all": False, "iou_non_forest": False, "ap": False}  # every other score: lower is better
 ISBI_COLUMNS = [  # (heading, file role, key); role "scored" = the run's JSON, "tta" = its 8-pose rescore
     ("pixel error (p > 0.5)", "scored", "pixel_error"),
     ("pixel F error", "scored", "pixel_error_fscore"),
@@ -94,6 +94,11 @@ MEMORY = "predict_memory-20261125-163619.json"
 TRAIN = "bench_train-20261125-163641.json"
 TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json", "bench_train-20261202-024525.json"]  # bench_train.py's side-by-side format (issue 17)
 METRICS = "metrics-20261125-172414.json"
+# Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: (data set, JSON, headline keys)
+DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest", "mean_iou")),
+            ("dubai_aerial", "accuracy_datasets-20261202-043629.json", ("mean_iou_5_classes", "mean_iou_all"))]
+DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
+                "ap": "AP 0.5:0.95", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
 FUZZ = ["fuzz-20261201-213537.json", "fuzz-20261201-213444.json"]  # the full run, the short check (measured files)
 CRASH = "crash-20261125-173740.json"
 
@@ -364,6 +369,19 @@ def training_speed_table() -> list[str]:
     return lines
 
 
+def datasets_table() -> list[str]:
+    """Each data set's headline scores: unetkit with the folders only against MONAI's networks in a plain loop."""
+    names = ["unetkit", "monai-UNet", "monai-BasicUNet"]
+    lines = header(["data set (JSON)", "score"] + ["unetkit (plan)" if n == "unetkit" else model_name(n) for n in names],
+                   right_from=2)
+    for dataset, file, keys in DATASETS:
+        results = load(file)["results"][dataset]
+        lines.append(row([f"{dataset} (`{file}`)", "steps"] + [f"{results[n]['steps']:,}" if n in results else "n/a" for n in names]))
+        for key in keys:
+            lines.append(row(["", DATASET_KEYS[key]] + bold_best([results.get(n, {}).get(key) for n in names], key)))
+    return lines
+
+
 def metrics_table() -> list[str]:
     m = load(METRICS)
     s = m["seconds"]
@@ -415,6 +433,7 @@ TABLES = {
     "memory": memory_table,
     "training": training_table,
     "training-side-by-side": side_by_side_table,
+    "datasets": datasets_table,
     "metrics": metrics_table,
     "robustness": robustness_table,
     "crash": crash_table,
