@@ -130,8 +130,9 @@ def load_examples(
     `in_channels` from the images (all must agree); for "meanstd" the
     per-channel mean and std come from the training images only, for
     "imagenet" from ImageNet; "auto" left unresolved becomes "percentile".
-    Pairs whose image has more than `lazy_above_mpix` megapixels (TIFF image
-    and mask) are not read: they become `LazyExample`s, read window by window.
+    Pairs whose image has more than `lazy_above_mpix` megapixels (image and
+    mask each a TIFF or a zarr store) are not read: they become `LazyExample`s,
+    read window by window.
     """
     from tqdm import tqdm
 
@@ -160,13 +161,13 @@ def load_examples(
 
 
 def _load(pair: Pair, config: DataConfig, lazy_above_mpix: float | None, progress: bool):
-    """`read_pair`'s (image, classes, objects), or a LazyExample for a large TIFF pair (its layout checked)."""
+    """`read_pair`'s (image, classes, objects), or a LazyExample for a large TIFF or zarr pair (a TIFF's layout checked)."""
     from tqdm import tqdm
 
     if not reads_lazily(pair, lazy_above_mpix):
         if is_large(pair, lazy_above_mpix):
-            warn(f"{pair.image.name} is larger than {lazy_above_mpix:g} megapixels but only TIFF images and masks are read "
-                 "window by window: read whole (save image and mask as tiled TIFF to train on it lazily)")
+            warn(f"{pair.image.name} is larger than {lazy_above_mpix:g} megapixels but only TIFF and zarr images and masks are read "
+                 "window by window: read whole (save image and mask as tiled TIFF or zarr to train on it lazily)")
         return read_pair(pair, config)
     example = LazyExample.open(pair, config)
     _check_fit(example.mask_source.shape[1:], example.shape, pair)

@@ -1,4 +1,4 @@
-"""Training images too large to hold, read window by window from their TIFF: memory follows the batch, not the data set.
+"""Training images too large to hold, read window by window from their TIFF or zarr store: memory follows the batch, not the data set.
 
 A `LazyExample` answers what an in-memory `examples.Example` answers (crops of
 image, class ids and weight map; class counts; foreground positions; pixels
@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from ..io import TiffSource, image_size, is_tiff, mask_values
+from ..io import TiffSource, ZarrSource, image_size, is_tiff, is_zarr, mask_values
 from .instance_maps import MANY_LABELS, MIN_BITS, LabelStats
 from .masks import Survey, colour_codes, mask_to_classes
 from .normalize import PER_IMAGE, normalize, source_intensity_stats
@@ -45,13 +45,21 @@ def is_large(pair, above_mpix: float | None) -> bool:
 
 
 def reads_lazily(pair, above_mpix: float | None) -> bool:
-    """Whether a pair is read window by window: a large image, image and mask TIFFs (other formats cannot be)."""
-    return is_tiff(pair.image) and is_tiff(pair.mask) and is_large(pair, above_mpix)
+    """Whether a pair is read window by window: a large image, image and mask each a TIFF or a zarr store (others cannot be)."""
+    return all(is_tiff(path) or is_zarr(path) for path in (pair.image, pair.mask)) and is_large(pair, above_mpix)
+
+
+def open_source(path: Path, page: int | None, mask: bool = False):
+    """A region reader of an image or mask: a ZarrSource for a zarr store (`mask`: its checks), else a TiffSource."""
+    return ZarrSource(path, mask=mask) if is_zarr(path) else TiffSource(path, page)
 
 
 def layout_warning(path: Path, page: int | None = None) -> str | None:
-    """None for a tiled or uncompressed TIFF; a warning for one compressed in strips; an error for one compressed whole."""
+    """None for a zarr store, a tiled or uncompressed TIFF; a warning for one compressed in strips; an error for one compressed whole."""
     import tifffile
+
+    if is_zarr(path):
+        return None
 
     with tifffile.TiffFile(path) as tif:
         first = tif.series[0].keyframe
@@ -66,18 +74,18 @@ def layout_warning(path: Path, page: int | None = None) -> str | None:
 
 
 class ProcessSource:
-    """A TiffSource opened on first use in each process: DataLoader workers must not share one file handle."""
+    """A TiffSource or ZarrSource (`open_source`) opened on first use in each process: DataLoader workers must not share one file handle."""
 
-    def __init__(self, path: Path, page: int | None):
-        self.path, self.page = Path(path), page
-        probe = TiffSource(self.path, page)
+    def __init__(self, path: Path, page: int | None, mask: bool = False):
+        self.path, self.page, self.mask = Path(path), page, mask
+        probe = open_source(self.path, page, mask)
         self.shape, self.dtype = probe.shape, probe.dtype
         probe.close()
         self._source, self._pid = None, None
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         if self._pid != os.getpid():
-            self._source, self._pid = TiffSource(self.path, self.page), os.getpid()
+            self._source, self._pid = open_source(self.path, self.page, self.mask), os.getpid()
         return self._source.read(y0, y1, x0, x1)
 
     def __getstate__(self) -> dict:
@@ -85,7 +93,7 @@ class ProcessSource:
 
 
 class LazyExample:
-    """A training or validation image read window by window from its TIFF, never whole (see the module's notes)."""
+    """A training or validation image read window by window from its TIFF or zarr store, never whole (see the module's notes)."""
 
     objects = None  # `Example.objects`' place: a lazy instance map's objects are read with each band
 
@@ -99,7 +107,7 @@ class LazyExample:
 
     @classmethod
     def open(cls, pair, config: DataConfig) -> LazyExample:
-        return cls(pair.name, ProcessSource(pair.image, pair.page), ProcessSource(pair.mask, pair.page), config)
+        return cls(pair.name, ProcessSource(pair.image, pair.page), ProcessSource(pair.mask, pair.page, mask=True), config)
 
     def prepare(self, config: DataConfig) -> LazyExample:
         """Take the resolved config; percentile statistics from the grid sample `intensity_stats` takes in memory."""
@@ -206,7 +214,7 @@ def survey_streamed(survey: Survey, pair, config: DataConfig) -> None:
     Its label statistics lack the object check (an object may span bands), so a
     mask that could be an instance label map is asked about, never guessed.
     """
-    source = TiffSource(pair.mask, pair.page)
+    source = open_source(pair.mask, pair.page, mask=True)
     try:
         grey, codes, differ = _distinct(source, pair.mask)
     finally:

@@ -1,4 +1,4 @@
-"""Images paired with masks by file stem, and the split into training and validation files."""
+"""Images paired with masks by file stem (zarr stores by their name without .zarr / .ome.zarr), and the split into training and validation files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import VAL_SPLITS
 from ..errors import UserError
-from ..io import count_pages, list_images
+from ..io import count_pages, image_stem, list_images
 
 # Mask names may carry one of these endings after the image's stem ("01_mask.png").
 MASK_STEM_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_gt", "_seg")
@@ -18,7 +18,7 @@ MASK_STEM_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_gt", "_seg")
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-    """One training image and its mask: two files, or one page of two stacks."""
+    """One training image and its mask: two files (or zarr stores), or one page of two stacks."""
 
     image: Path
     mask: Path
@@ -27,7 +27,8 @@ class Pair:
     @property
     def name(self) -> str:
         """The stem, with ":page" for a page of a stack (what --val-names takes)."""
-        return self.image.stem if self.page is None else f"{self.image.stem}:{self.page}"
+        stem = image_stem(self.image)
+        return stem if self.page is None else f"{stem}:{self.page}"
 
 
 def strip_suffix(stem: str, suffixes: tuple[str, ...] = MASK_STEM_SUFFIXES) -> str:
@@ -52,17 +53,18 @@ def check_paired(lonely: dict[str, list], where: str, fix: str) -> None:
 
 def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[Pair]:
     """Pair images with masks by file stem (and page for stacks); unpaired files are an error."""
-    images, masks = list_images(images_dir), list_images(masks_dir)
+    images, masks = list_images(images_dir, stores=True), list_images(masks_dir, stores=True)
+    stems = {path: image_stem(path) for path in images}
     by_key: dict[str, Path] = {}
     for mask in masks:
-        key = strip_suffix(mask.stem)
+        key = strip_suffix(image_stem(mask))
         if key in by_key:
             raise UserError(
                 f"two masks for one image: {by_key[key].name} and {mask.name}", path=masks_dir, fix="keep one of them"
             )
         by_key[key] = mask
-    lonely_images = [p for p in images if p.stem not in by_key]
-    lonely_masks = sorted(set(masks) - {by_key[p.stem] for p in images if p.stem in by_key})
+    lonely_images = [p for p in images if stems[p] not in by_key]
+    lonely_masks = sorted(set(masks) - {by_key[stems[p]] for p in images if stems[p] in by_key})
     check_paired(
         {"images without a mask": lonely_images, "masks without an image": lonely_masks},
         f"{images_dir} + {masks_dir}",
@@ -70,7 +72,7 @@ def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[Pair]:
     )
     pairs = []
     for image in images:
-        mask = by_key[image.stem]
+        mask = by_key[stems[image]]
         pages, mask_pages = count_pages(image), count_pages(mask)
         if pages != mask_pages:
             raise UserError(

@@ -4,11 +4,13 @@ Images come back channels-first, `(C, H, W)`, in their stored dtype. PNG and
 JPEG go through Pillow, TIFF through tifffile. A multi-page TIFF is a stack of
 images, one per page, unless its axes name a channel axis (`C` or `S`), as
 tifffile writes with `metadata={"axes": "CYX"}` or for samples per pixel.
+A zarr store (a folder) is one image, read through `zarr_source.ZarrSource`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +25,37 @@ MAX_PNG_PIXELS = 2**28  # Pillow's decompression-bomb limit, set explicitly (its
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
+ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
 
 
 def is_tiff(path: str | Path) -> bool:
     return Path(path).suffix.lower() in TIFF_SUFFIXES
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files in `folder` (not recursive), sorted by name; hidden files skipped."""
+def is_zarr(path: str | Path) -> bool:
+    """A folder that is a zarr store (named `.zarr`, or holding zarr metadata)."""
+    path = Path(path)
+    return path.is_dir() and (path.suffix.lower() == ".zarr" or any((path / marker).is_file() for marker in ZARR_MARKERS))
+
+
+def image_stem(path: str | Path) -> str:
+    """The name an image goes by (its mask's, its outputs'): `scene` for scene.png, scene.zarr and scene.ome.zarr."""
+    path = Path(path)
+    if path.suffix.lower() == ".zarr":
+        return re.sub(r"(\.ome)?\.zarr$", "", path.name, flags=re.IGNORECASE)
+    return path.name if is_zarr(path) else path.stem  # a store without the suffix: its whole name
+
+
+def list_images(folder: str | Path, stores: bool = False) -> list[Path]:
+    """Image files in `folder` (not recursive), and with `stores` its zarr stores, sorted by name; hidden ones skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError("folder not found", path=folder, fix="pass an existing folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir()
+                   if (p.suffix.lower() in IMAGE_SUFFIXES or (stores and is_zarr(p))) and not p.name.startswith("."))
     if not files:
-        raise UserError(
-            "no images in folder", path=folder, fix=f"put {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files there"
-        )
+        kinds = "/".join(s[1:] for s in IMAGE_SUFFIXES) + (" files or zarr stores" if stores else " files")
+        raise UserError("no images in folder", path=folder, fix=f"put {kinds} there")
     return files
 
 
@@ -58,6 +75,10 @@ def count_pages(path: str | Path) -> int:
 
 def image_size(path: str | Path, page: int | None = None) -> tuple[int, int]:
     """(height, width) of an image from its header, without decoding the pixels."""
+    if is_zarr(path):
+        from .zarr_source import ZarrSource
+
+        return ZarrSource(path).shape[1:]
     if is_tiff(path):
         from .sources import TiffSource
 
@@ -74,6 +95,8 @@ def image_size(path: str | Path, page: int | None = None) -> tuple[int, int]:
 
 def read_image(path: str | Path, page: int | None = None) -> np.ndarray:
     """An image as a `(C, H, W)` array in its stored dtype. `page` picks one image of a stack."""
+    if is_zarr(path):
+        return _read_store(path, page)
     array, axes = _read_raw(path)
     image = _to_chw(array, axes, path, page)
     check_pixels(image, path)
@@ -90,7 +113,7 @@ def check_pixels(pixels: np.ndarray, path) -> None:
 
 def is_palette(path: str | Path) -> bool:
     """A palette image (PNG/GIF mode P), from its header: its pixels are indices into a colour table."""
-    if is_tiff(path):
+    if is_tiff(path) or is_zarr(path):
         return False
     with _opening(path):
         from PIL import Image
@@ -106,6 +129,8 @@ def read_mask(path: str | Path, page: int | None = None, *, palette_colours: boo
     is read as its indices, or as its colours with `palette_colours` (a set of
     colour-coded masks where some tool saved a few with a palette).
     """
+    if is_zarr(path):
+        return mask_values(_read_store(path, page, mask=True), path)
     if palette_colours and is_palette(path):
         array, axes = _read_raw(path, palette_colours=True)
         image = _to_chw(array, axes, path, page)
@@ -163,6 +188,17 @@ def _read_raw(path: str | Path, palette_colours: bool = False) -> tuple[np.ndarr
                 img = img.convert("RGB")
             array = np.asarray(img)
             return array, "YX" if array.ndim == 2 else "YXS"
+
+
+def _read_store(path: str | Path, page: int | None, mask: bool = False) -> np.ndarray:
+    """A zarr store's image (or mask: `ZarrSource`'s checks) read whole, its size checked first."""
+    from .zarr_source import ZarrSource
+
+    if page not in (None, 0):
+        raise UserError(f"page {page} requested but a zarr store holds one image", path=path, fix="drop the page index")
+    source = ZarrSource(path, mask=mask)
+    _check_size(path, int(np.prod(source.shape)) * source.dtype.itemsize)
+    return source.read(0, source.shape[1], 0, source.shape[2])
 
 
 def _check_size(path, nbytes: int) -> None:

@@ -6,6 +6,10 @@ in zarr v3), of which the full-resolution level (the first dataset of the
 first multiscale) is read, with the axes its metadata names. Time and z axes
 must have size 1 (they are dropped); any other layout, and pixels that are
 not integers or floats, are refused with a one-line error naming the store.
+
+A mask store (`mask=True`) is an integer array (y, x), or an OME-Zarr labels
+image: the store's root, or the one label image its `labels/` group lists
+(as `--out-format zarr` writes them).
 """
 
 from __future__ import annotations
@@ -18,14 +22,8 @@ import numpy as np
 from ..errors import UserError, first_line
 from .images import check_pixels
 
-ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
 ONE_IMAGE = "store one 2-D image per store: (y, x) or (c, y, x), t and z of size 1"
-
-
-def is_zarr(path: str | Path) -> bool:
-    """A folder that is a zarr store (named `.zarr`, or holding zarr metadata)."""
-    path = Path(path)
-    return path.is_dir() and (path.suffix.lower() == ".zarr" or any((path / marker).is_file() for marker in ZARR_MARKERS))
+ONE_MASK = "store a mask as an integer (y, x) array or an OME-Zarr labels image"
 
 
 class ZarrSource:
@@ -35,23 +33,25 @@ class ZarrSource:
     offset, for outputs on the same grid; None for a plain array.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, mask: bool = False):
         self.path = Path(path)
         with _reading(self.path):
             import zarr
 
             node = zarr.open(str(self.path), mode="r")
-            self._array, axes, multiscale = _image_array(node, self.path)
+            self._array, axes, multiscale = _image_array(_label_image(node, self.path) if mask else node, self.path)
         self._roles = _roles(axes, self._array.shape, self.path)
-        self._check_dtype(np.dtype(self._array.dtype))
         sizes = dict(zip(self._roles, self._array.shape))
         self.shape = (sizes.get("c", 1), sizes["y"], sizes["x"])
         self.dtype = np.dtype(self._array.dtype)
+        self._check_dtype(mask)
         self.spatial = None if multiscale is None else _spatial(multiscale, axes, self._roles)
 
-    def _check_dtype(self, dtype: np.dtype) -> None:
-        if dtype.kind not in "iuf":  # bool is no image either: a mask or flag array
-            raise UserError(f"zarr store holds {dtype} pixels", path=self.path, fix="store the image as integers or floats")
+    def _check_dtype(self, mask: bool) -> None:
+        if mask and (self.dtype.kind not in "iub" or self.shape[0] != 1):
+            raise UserError(f"zarr mask store holds {self.shape[0]} channel(s) of {self.dtype}", path=self.path, fix=ONE_MASK)
+        if not mask and self.dtype.kind not in "iuf":  # bool is no image either: a mask or flag array
+            raise UserError(f"zarr store holds {self.dtype} pixels", path=self.path, fix="store the image as integers or floats")
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         region = {"y": slice(y0, y1), "x": slice(x0, x1), "c": slice(None)}
@@ -78,6 +78,20 @@ def _reading(path: Path):
     except Exception as exc:  # noqa: BLE001 - zarr's and its codecs' errors mean an unreadable store
         raise UserError(f"cannot read zarr store ({first_line(exc)})", path=path,
                         fix="pass a zarr array or an OME-Zarr image (zarr.json, or .zarray/.zgroup, inside)") from exc
+
+
+def _label_image(node, path: Path):
+    """A mask store's node: the one label image its `labels/` group lists, else the store itself."""
+    import zarr
+
+    if not isinstance(node, zarr.Group) or "labels" not in node:
+        return node
+    labels = node["labels"].attrs.asdict()
+    names = labels.get("ome", labels).get("labels", [])  # NGFF 0.5 under "ome", 0.4 at the top
+    if len(names) != 1:
+        raise UserError(f"zarr store lists {len(names)} label images ({', '.join(names)})", path=path,
+                        fix="pass the label image itself (STORE/labels/NAME), or a store with one")
+    return node[f"labels/{names[0]}"]
 
 
 def _image_array(node, path: Path):

@@ -28,6 +28,7 @@ from ..io import (
     ZarrSource,
     atomic_path,
     count_pages,
+    image_stem,
     is_tiff,
     is_zarr,
     label_dtype,
@@ -71,7 +72,7 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Item]:
     items, seen = [], {}
     for path in files:
         pages = count_pages(path)
-        digits, stem = len(str(pages - 1)), path.stem.removesuffix(".ome") if is_zarr(path) else path.stem  # scene.ome.zarr -> scene
+        digits, stem = len(str(pages - 1)), image_stem(path)  # scene.ome.zarr -> scene
         for page in range(pages) if pages > 1 else [None]:
             name = stem if page is None else f"{stem}_p{page:0{digits}d}"
             if name in seen:
