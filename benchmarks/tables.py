@@ -96,7 +96,8 @@ TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json", "bench_train-20261202-
 METRICS = "metrics-20261125-172414.json"
 # Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: (data set, JSON, headline keys)
 DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest", "mean_iou")),
-            ("dubai_aerial", "accuracy_datasets-20261202-043629.json", ("mean_iou_5_classes", "mean_iou_all"))]
+            ("dubai_aerial", "accuracy_datasets-20261202-043629.json", ("mean_iou_5_classes", "mean_iou_all")),
+            ("isbi2012", "accuracy_datasets-20261202-050704.json", ("pixel_error", "rand_error", "warping_error"))]
 DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
                 "ap": "AP 0.5:0.95", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
 FUZZ = ["fuzz-20261201-213537.json", "fuzz-20261201-213444.json"]  # the full run, the short check (measured files)
