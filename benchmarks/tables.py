@@ -28,7 +28,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = {"unetkit-default": "unetkit `default`", "monai-UNet": "MONAI `UNet`", "monai-BasicUNet": "MONAI `BasicUNet`",
          "unetkit-default-stem2": "unetkit `fast` (`unetkit-default-stem2`)"}
-LOWER_IS_BETTER = {"mean_iou": False, "mean_iou_5_classes": False, "mean_iou_all": False, "iou_non_forest": False, "ap": False}  # every other score: lower is better
+LOWER_IS_BETTER = {"mean_iou": False, "mean_iou_5_classes": False, "mean_iou_all": False, "iou_non_forest": False, "ap": False, "ap_50": False}  # every other score: lower is better
 ISBI_COLUMNS = [  # (heading, file role, key); role "scored" = the run's JSON, "tta" = its 8-pose rescore
     ("pixel error (p > 0.5)", "scored", "pixel_error"),
     ("pixel F error", "scored", "pixel_error_fscore"),
@@ -97,9 +97,10 @@ METRICS = "metrics-20261125-172414.json"
 # Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: (data set, JSON, headline keys)
 DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest", "mean_iou")),
             ("dubai_aerial", "accuracy_datasets-20261202-043629.json", ("mean_iou_5_classes", "mean_iou_all")),
-            ("isbi2012", "accuracy_datasets-20261202-050704.json", ("pixel_error", "rand_error", "warping_error"))]
+            ("isbi2012", "accuracy_datasets-20261202-050704.json", ("pixel_error", "rand_error", "warping_error")),
+            ("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap", "ap_50", "mean_iou"))]
 DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
-                "ap": "AP 0.5:0.95", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
+                "ap": "AP 0.5:0.95", "ap_50": "AP 0.5", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
 FUZZ = ["fuzz-20261201-213537.json", "fuzz-20261201-213444.json"]  # the full run, the short check (measured files)
 CRASH = "crash-20261125-173740.json"
 
