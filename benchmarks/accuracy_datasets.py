@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 from unetkit import evaluate, train  # noqa: E402
 from unetkit.checkpoint import read_config, read_data_config  # noqa: E402
-from unetkit.data import mask_to_classes  # noqa: E402
-from unetkit.io import list_images, read_image, read_mask, write_image  # noqa: E402
+from unetkit.data import mask_to_classes, pair_files, read_pair  # noqa: E402
+from unetkit.io import list_images, read_image, write_image  # noqa: E402
 from unetkit.prediction import predict_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +108,9 @@ def monai_net(name: str, in_channels: int, n_classes: int) -> torch.nn.Module:
                 strides=(2, 2, 2, 2), num_res_units=2)
 
 
-def scaled(path: Path) -> np.ndarray:
+def scaled(image: np.ndarray) -> np.ndarray:
     """(C, H, W) float32 in 0..1 per image: MONAI's ScaleIntensity."""
-    image = read_image(path).astype(np.float32)
+    image = image.astype(np.float32)
     low, high = image.min(), image.max()
     return (image - low) / max(high - low, 1e-8)
 
@@ -139,11 +139,8 @@ def run_monai(name: str, data: dict, unetkit_run: Path, run: Path, minutes: floa
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     convention = read_data_config(unetkit_run)
-    images_dir, masks_dir = data["train"]
-    pairs = [(p, next(masks_dir.glob(f"{p.stem}.*"))) for p in list_images(images_dir)]
-    images = [scaled(p) for p, _ in pairs]
-    labels = [mask_to_classes(read_mask(m, palette_colours=bool(convention.colours)), convention, m) for _, m in pairs]
-    labels = [fit(y, x.shape[1:]) for x, y in zip(images, labels)]
+    read = [read_pair(pair, convention)[:2] for pair in pair_files(*data["train"])]  # as unetkit reads them (off-size masks cropped)
+    images, labels = [scaled(image) for image, _ in read], [classes.astype(np.int64) for _, classes in read]  # int64: padded with -100
     ignore = -100 if convention.ignore_index is None else convention.ignore_index
     net = monai_net(name, images[0].shape[0], convention.n_classes)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -161,17 +158,12 @@ def run_monai(name: str, data: dict, unetkit_run: Path, run: Path, minutes: floa
     shutil.rmtree(predictions, ignore_errors=True)
     with torch.inference_mode():
         for path in list_images(data["test"][0]):
-            x = torch.from_numpy(scaled(path))[None]
+            x = torch.from_numpy(scaled(read_image(path)))[None]
             logits = sliding_window_inference(x, (256, 256), 4, net, overlap=0.25, mode="gaussian")
             probs = torch.softmax(logits, 1)[0].numpy()
             write_image(predictions / f"{path.stem}_probs.tif", probs.astype(np.float32))
             write_image(predictions / f"{path.stem}_labels.png", probs.argmax(0).astype(np.uint8), compress=True)
     return predictions, steps
-
-
-def fit(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A mask a few pixels larger than its image (Amazon's 515 x 512) cropped to it, as unetkit does."""
-    return mask[: shape[0], : shape[1]]
 
 
 # ----------------------------------------------------------------- scores

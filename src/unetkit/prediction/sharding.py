@@ -41,7 +41,7 @@ from ..version import __version__
 from ..world import World, all_gather_objects, barrier, from_main, joined
 from .ledger import Ledger, output_lock, settings_key, weights_hash
 from .predictor import PredictConfig, Predictor
-from .writers import OUTPUT_TILE, Item, _write_streamed, collect_inputs, open_source, predict_item
+from .writers import OUTPUT_TILE, Item, collect_inputs, open_source, predict_item, write_streamed
 
 PART_TILE_ROWS = 32  # tile rows per part at most: a killed rank loses at most this much of an image
 WAIT = datetime.timedelta(hours=24)  # how long a rank that is done waits at a barrier for the slowest one
@@ -206,7 +206,7 @@ def _assemble(predictor: Predictor, item: Item, parts: list[Path], ledger: Ledge
     """A split image's files from its parts, by the writer of a single process; then its record, and the parts go."""
     source = open_source(item)
     try:
-        outputs = _write_streamed(predictor, item, source, ledger.out_dir, _read_parts(parts))
+        outputs = write_streamed(predictor, item, source, ledger.out_dir, _read_parts(parts))
     finally:
         source.close()
     ledger.mark_done(item, outputs)

@@ -104,7 +104,7 @@ def predict_item(predictor: Predictor, item: Item, out_dir: Path) -> list[Path]:
         if predictor.config.out_format == "zarr":
             return write_zarr(predictor, item, source, out_dir)
         if height * width > predictor.config.stream_above_mpix * 1e6:
-            return _write_streamed(predictor, item, source, out_dir)
+            return write_streamed(predictor, item, source, out_dir)
         if isinstance(source, ZarrSource):
             source = ArraySource(source.read(0, height, 0, width))
         elif not isinstance(source, ArraySource):
@@ -141,7 +141,7 @@ def _instance_image(probs: np.ndarray, config: InstanceConfig) -> np.ndarray:
     return labels.astype(label_dtype(max(int(labels.max(initial=0)), 256)))  # 16 or 32 bit, as instance tools expect
 
 
-def _write_streamed(predictor: Predictor, item: Item, source, out_dir: Path, bands: Iterable | None = None) -> list[Path]:
+def write_streamed(predictor: Predictor, item: Item, source, out_dir: Path, bands: Iterable | None = None) -> list[Path]:
     """Labels and probabilities to tiled TIFFs, band by band; a downsampled overlay.
 
     `bands`: the image's probability bands, top to bottom, predicted elsewhere
