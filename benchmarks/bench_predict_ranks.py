@@ -11,15 +11,14 @@ on one process and under `torchrun --standalone --nproc_per_node RANKS`, each
 process with `--threads 1` (and OMP_NUM_THREADS=1), into a fresh output
 folder. Reported: the wall time of the whole command (process start, imports
 and the rendezvous included: what a user waits for) and images/s, the median
-over the repeats; and whether every file of each N-process job equals the
-one-process job's, byte for byte. Saves JSON with machine info under `--work`.
+over the repeats; the same for a job of one image (the start-up), and the
+rate past it, (images - 1) / (wall - start-up); and whether every file of each N-process job equals the
+one-process job's, byte for byte. Saves JSON with machine info to benchmarks/results.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import shutil
 import statistics
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +75,28 @@ def differing_files(a: Path, b: Path) -> list[str]:
     return sorted(n for n in names if not (a / n).exists() or not (b / n).exists() or (a / n).read_bytes() != (b / n).read_bytes())
 
 
+def one_image(images: Path, folder: Path) -> Path:
+    """A folder with the first image alone: its job times the start-up (imports, rendezvous, loading the run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    first = sorted(images.iterdir())[0]
+    if not (folder / first.name).exists():
+        shutil.copyfile(first, folder / first.name)
+    return folder
+
+
+def row(seconds: list[float], startup: list[float], images: int) -> dict:
+    """Medians of the whole job and of the one-image job; the rate past start-up counts the other images."""
+    wall, start = statistics.median(seconds), statistics.median(startup)
+    return {
+        "wall_seconds": wall,
+        "images_per_second": images / wall,
+        "startup_seconds": start,
+        "images_per_second_past_startup": (images - 1) / (wall - start),
+        "all": seconds,
+        "all_startup": startup,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
@@ -89,27 +110,43 @@ def main() -> None:
     args = parser.parse_args()
 
     run, images = make_inputs(args.work, args.preset, args.images, args.size)
+    one = one_image(images, args.work / "one_image")
     seconds: dict[int, list[float]] = {1: [], args.ranks: []}
+    startup: dict[int, list[float]] = {1: [], args.ranks: []}
     differing = []
     for _ in range(args.repeats):
         for ranks in seconds:
             seconds[ranks].append(predict(run, images, args.work / f"out_{ranks}", ranks, args.extra))
-            print(f"{ranks} process(es): {seconds[ranks][-1]:.1f} s", flush=True)
+            startup[ranks].append(predict(run, one, args.work / f"one_{ranks}", ranks, args.extra))
+            print(f"{ranks} process(es): {seconds[ranks][-1]:.1f} s, one image {startup[ranks][-1]:.1f} s", flush=True)
         differing.append(differing_files(args.work / "out_1", args.work / f"out_{args.ranks}"))
-    rows = {f"{ranks}_ranks": {"wall_seconds": statistics.median(s), "images_per_second": args.images / statistics.median(s), "all": s}
-            for ranks, s in seconds.items()}
+    rows = {f"{ranks}_ranks": row(seconds[ranks], startup[ranks], args.images) for ranks in seconds}
     speedup = rows[f"{args.ranks}_ranks"]["images_per_second"] / rows["1_ranks"]["images_per_second"]
+    past_startup = rows[f"{args.ranks}_ranks"]["images_per_second_past_startup"] / rows["1_ranks"]["images_per_second_past_startup"]
     identical = not any(differing)
-    print(f"{args.images} images {args.size} x {args.size}, {args.preset}: "
-          + "   ".join(f"{k.replace('_', ' ')} {v['images_per_second']:.2f} images/s" for k, v in rows.items())
-          + f"   speed-up {speedup:.2f}x   outputs identical: {identical}")
-    now = datetime.datetime.now()
-    path = args.work / f"bench_predict_ranks-{now:%Y%m%d-%H%M%S}.json"
-    record = {"date": now.isoformat(timespec="seconds"), "machine": machine(), "note": args.note, "images": args.images,
-              "size": args.size, "preset": args.preset, "threads_per_rank": 1, "flags": args.extra, "repeats": args.repeats,
-              "rows": rows, "speedup": speedup, "outputs_identical": identical, "differing_files": differing}
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"saved {path}")
+    print(
+        f"{args.images} images {args.size} x {args.size}, {args.preset}: "
+        + "   ".join(f"{k.replace('_', ' ')} {v['images_per_second']:.2f} images/s" for k, v in rows.items())
+        + f"   speed-up {speedup:.2f}x ({past_startup:.2f}x past start-up)   outputs identical: {identical}"
+    )
+    save(
+        "bench_predict_ranks",
+        {
+            "note": args.note,
+            "images": args.images,
+            "size": args.size,
+            "preset": args.preset,
+            "threads_per_rank": 1,
+            "flags": args.extra,
+            "repeats": args.repeats,
+            "rows": rows,
+            "speedup": speedup,
+            "speedup_past_startup": past_startup,
+            "outputs_identical": identical,
+            "differing_files": differing,
+            "command": " ".join(sys.argv),
+        },
+    )
 
 
 if __name__ == "__main__":
