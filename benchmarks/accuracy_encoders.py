@@ -9,6 +9,9 @@ ImageNet weights cannot be fetched on these machines: with `--weights-dir
 DIR` holding the hub's `model.safetensors` of each encoder as
 `DIR/resnet18.safetensors` ..., contenders `resnet18-imagenet` ... join.
 
+`speed`: s per 512 x 512 image of each model on its own (the figure in the
+other two is taken beside whatever else runs).
+
 `transfer`: a source model trained on one data set, fine-tuned with --init on
 another with a few of its labelled images, against training from scratch at
 the same budget: accuracy against labelled images (`synthetic-isbi`: the
@@ -19,6 +22,7 @@ ISBI -> DSB 2018 in grey with 5, 10, 25, 100% of its training images).
     .venv/bin/python benchmarks/accuracy_encoders.py scratch --steps 2 --datasets isbi2012 --only resnet18   # a check
     .venv/bin/python benchmarks/accuracy_encoders.py transfer --pair synthetic-isbi --minutes 5
     .venv/bin/python benchmarks/accuracy_encoders.py transfer --pair isbi-dsb --model resnet18 --steps 2    # a check
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/accuracy_encoders.py speed      # s per 512 x 512 image, quiet machine
 
 Data sets are read from ../shared/data (--data-root) and prepared once under --out (DSB:
 RGB without its constant alpha, instance maps as 0/255 foreground masks).
@@ -156,6 +160,21 @@ def scratch(args) -> dict:
     return results
 
 
+def speed(args) -> dict:
+    """s per 512 x 512 image of each model, untrained (speed does not depend on the weights), 1 and 3 input channels."""
+    from unetkit import create_model
+
+    results = {}
+    for name in args.only:
+        for channels in (1, 3):
+            options = {k: v for k, v in MODELS[name].items() if k != "encoder_weights"}
+            model = create_model("default", in_channels=channels, n_classes=2, **options)
+            results[f"{name}/{channels}"] = {"parameters": sum(p.numel() for p in model.parameters()),
+                                             "inference_s_per_512": inference_seconds(model, repeats=5), "threads": torch.get_num_threads()}
+            print(f"{name}, {channels} channel(s): {results[f'{name}/{channels}']['inference_s_per_512']:.3f} s per 512^2", flush=True)
+    return results
+
+
 def contender(name: str, args) -> dict:
     if name.endswith("-imagenet"):
         encoder = name.removesuffix("-imagenet")
@@ -218,7 +237,7 @@ def headline(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("benchmark", choices=("scratch", "transfer"))
+    parser.add_argument("benchmark", choices=("scratch", "transfer", "speed"))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy_encoders")
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data sets (default ../shared/data)")
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget of each run")
@@ -236,7 +255,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.benchmark == "transfer" and args.pair == "synthetic-isbi" and not args.counts:
         args.counts = [1, 3, 10, 25]
-    results = scratch(args) if args.benchmark == "scratch" else transfer(args)
+    results = {"scratch": scratch, "transfer": transfer, "speed": speed}[args.benchmark](args)
     save(f"accuracy_encoders-{args.benchmark}", {"minutes_each": None if args.steps else args.minutes, "steps_each": args.steps,
                                                "results": results, "command": " ".join(sys.argv)})
 

@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NAMES = {"unetkit-default": "unetkit `default`", "monai-UNet": "MONAI `UNet`", "monai-BasicUNet": "MONAI `BasicUNet`",
+NAMES = {"unetkit-default": "unetkit `default`", "default": "`default` U-Net", "resnet18": "ResNet-18 encoder",
+         "resnet34": "ResNet-34 encoder", "monai-UNet": "MONAI `UNet`", "monai-BasicUNet": "MONAI `BasicUNet`",
          "unetkit-default-stem2": "unetkit `fast` (`unetkit-default-stem2`)"}
 LOWER_IS_BETTER = {"mean_iou": False, "mean_iou_5_classes": False, "mean_iou_all": False, "iou_non_forest": False, "ap": False, "ap_50": False}  # every other score: lower is better
 ISBI_COLUMNS = [  # (heading, file role, key); role "scored" = the run's JSON, "tta" = its 8-pose rescore
@@ -101,6 +102,10 @@ DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_no
             ("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap", "ap_50", "mean_iou"))]
 DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
                 "ap": "AP 0.5:0.95", "ap_50": "AP 0.5", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
+ENCODERS = [("isbi2012", "ENCODERS_Q0", ("pixel_error", "rand_error")), ("dsb2018", "ENCODERS_Q0", ("mean_iou", "pixel_error")),
+            ("dubai_aerial", "ENCODERS_Q1", ("mean_iou", "pixel_error"))]  # accuracy_encoders.py scratch (issue 14)
+ENCODER_MODELS = ["default", "resnet18", "resnet34"]
+TRANSFER = "TRANSFER"  # accuracy_encoders.py transfer --pair synthetic-isbi
 FUZZ = ["fuzz-20261201-213537.json", "fuzz-20261201-213444.json"]  # the full run, the short check (measured files)
 CRASH = "crash-20261125-173740.json"
 
@@ -384,6 +389,37 @@ def datasets_table() -> list[str]:
     return lines
 
 
+def encoders_table() -> list[str]:
+    """Per data set: the default U-Net and library encoders trained from random weights for the same time."""
+    lines = header(["data set (JSON)", "measure"] + [model_name(n) for n in ENCODER_MODELS], right_from=2)
+    for dataset, file, keys in ENCODERS:
+        results = {n: load(file)["results"].get(f"{dataset}/{n}") for n in ENCODER_MODELS}
+        cells = {"parameters": lambda r: f"{r['parameters'] / 1e6:.2f} M", "steps": lambda r: f"{r['train_steps']:,}",
+                 "s per 512 x 512 image": lambda r: f"{r['inference_s_per_512']:.3f}"}
+        for i, (measure, cell) in enumerate(cells.items()):
+            lines.append(row([f"{dataset} (`{file}`)" if i == 0 else "", measure] + [cell(r) if r else "n/a" for r in results.values()]))
+        for key in keys:
+            lines.append(row(["", DATASET_KEYS[key]] + bold_best([(r or {}).get("stack", {}).get(key) for r in results.values()], key)))
+    return lines
+
+
+def transfer_table() -> list[str]:
+    """ISBI scores against labelled sections: --init from a synthetic-EM run against training from scratch."""
+    results = load(TRANSFER)["results"]
+    counts = sorted({r["labelled_images"] for k, r in results.items() if k != "source"})
+    lines = header(["labelled ISBI sections", "steps, scratch / --init", "pixel error, scratch", "pixel error, --init",
+                    "Rand error, scratch", "Rand error, --init"], right_from=0)
+    for count in counts:
+        scratch, init = results[f"scratch/{count}"], results[f"init/{count}"]
+        pixel = bold_best([scratch["stack"]["pixel_error"], init["stack"]["pixel_error"]], "pixel_error")
+        rand = bold_best([scratch["stack"]["rand_error"], init["stack"]["rand_error"]], "rand_error")
+        lines.append(row([count, f"{scratch['train_steps']:,} / {init['train_steps']:,}", *pixel, *rand]))
+    source = results["source"]["stack"]
+    lines.append(row(["0 (the synthetic-EM source run alone)", f"{results['source']['train_steps']:,}", fmt(source["pixel_error"]),
+                      "", fmt(source["rand_error"]), ""]))
+    return lines
+
+
 def metrics_table() -> list[str]:
     m = load(METRICS)
     s = m["seconds"]
@@ -436,6 +472,8 @@ TABLES = {
     "training": training_table,
     "training-side-by-side": side_by_side_table,
     "datasets": datasets_table,
+    "encoders": encoders_table,
+    "transfer": transfer_table,
     "metrics": metrics_table,
     "robustness": robustness_table,
     "crash": crash_table,

@@ -3,6 +3,7 @@ and stays off otherwise; EM gets today's defaults; given options win; the plan i
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from unetkit.cli import main
 from unetkit.config import AugmentConfig, DataConfig, TrainConfig
 from unetkit.data import Pair, median_frequency_weights, split_pairs
 from unetkit.io import write_image
+from unetkit.planning import rules
 from unetkit.synthetic import write_dataset
 
 TINY = dict(preset="tiny", batch_size=2, patch_size=32, progress=False)
@@ -89,7 +91,7 @@ def test_isbi_gets_todays_defaults(name):
         pytest.skip(f"{name} not found in ../shared/data")
     planned = {k: c.value for k, c in choices(SHARED / name / "images", SHARED / name / "labels").items()}
     assert planned == {"normalization": "percentile", "patch_size": 256, "batch_size": 4, "rotate": 180.0, "flip": True,
-                       "weight_map": True, "class_weights": "auto", "loss": "ce", "val_split": "name"}
+                       "weight_map": True, "class_weights": "auto", "loss": "ce", "val_split": "name", "refit": False}
 
 
 # --------------------------------------------------------------------------- each rule, on and off
@@ -158,6 +160,16 @@ def test_validation_held_out_by_group_by_random_draw_or_by_name(tmp_path):
     ids = [bytes(np.random.default_rng(i).integers(0, 256, 16, dtype=np.uint8)).hex() for i in range(9)]  # as DSB's
     assert choices(*folder(tmp_path / "ids", grey(9, 32), masks, ids))["val_split"].value == "random"
     assert choices(*folder(tmp_path / "numbered", grey(9, 32), masks))["val_split"].value == "name"
+
+
+def test_refit_for_small_sets_with_a_time_budget_unless_the_hold_out_is_fixed(tmp_path):
+    data = em(tmp_path, size=64)
+    assert choices(*data, time_budget=5)["refit"].value is True
+    assert choices(*data)["refit"].value is False  # no time budget: a final model would double the run
+    assert choices(*data, time_budget=5, folds=2)["refit"].value is False  # the user's hold-out stays out
+    assert choices(*data, time_budget=5, val_fraction=0.0)["refit"].value is False
+    assert choices(*data, time_budget=5, refit=False)["refit"].given
+    assert rules.refit(SimpleNamespace(images=rules.REFIT_MAX_IMAGES + 1), False, True)["refit"][0] is False
 
 
 def test_split_by_group_holds_out_whole_groups_and_random_is_seeded():

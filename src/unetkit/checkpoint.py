@@ -4,6 +4,8 @@
     RUN/best.safetensors    best validation weights, when validation ran
     RUN/config.json         {"model": ModelConfig, "data": DataConfig, ...}
     RUN/train_state.pt      optimizer, scheduler, RNG, epoch, step (weights_only=True)
+    RUN/final/              the same recipe trained on every image (`refit`), a run folder of its own ...
+    RUN/final.json          ... complete once this exists: loading RUN then picks it
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .version import __version__
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
 WEIGHT_FILES = {"last": "model.safetensors", "best": "best.safetensors"}
+FINAL_DIR, FINAL_MARK = "final", "final.json"
 
 
 @dataclasses.dataclass
@@ -107,15 +110,33 @@ def read_data_config(run_dir: str | Path) -> DataConfig:
     return from_dict(DataConfig, read_config(run_dir).get("data", {}), source=f"{run_dir}/{CONFIG_FILE}")
 
 
-def load_run(run_dir: str | Path, weights: str = "auto") -> Run:
-    """Load a run folder. `weights`: "best", "last", or "auto" (best if present, else last)."""
+def resolved_weights(run_dir: str | Path, weights: str = "auto") -> str:
+    """"final", "best" or "last": "auto" is final once complete (the recipe trained on every image, `refit`),
+    else best where validation ran, else last."""
     run_dir = Path(run_dir)
+    if weights != "auto":
+        return weights
+    return "final" if (run_dir / FINAL_MARK).exists() else "best" if (run_dir / WEIGHT_FILES["best"]).exists() else "last"
+
+
+def chosen_weights(run_dir: str | Path, weights: str = "auto") -> tuple[Path, str]:
+    """(folder, "best" or "last") of the weights `weights` names: "final" is the last weights of RUN/final."""
+    run_dir, weights = Path(run_dir), resolved_weights(run_dir, weights)
+    if weights == "final":
+        if not (run_dir / FINAL_MARK).exists():
+            raise UserError("the run has no complete final model", path=run_dir / FINAL_MARK,
+                            fix="train with --refit (or resume the run to finish it), or choose --weights best or last")
+        return run_dir / FINAL_DIR, "last"
+    return run_dir, weights
+
+
+def load_run(run_dir: str | Path, weights: str = "auto") -> Run:
+    """Load a run folder with the weights `weights` names (see `chosen_weights`)."""
+    run_dir, weights = chosen_weights(run_dir, weights)
     config = read_config(run_dir)
     source = str(run_dir / CONFIG_FILE)
     model = build_model(from_dict(ModelConfig, config["model"], source=source))  # an encoder's init: no download
     data = from_dict(DataConfig, config.get("data", {}), source=source)
-    if weights == "auto":
-        weights = "best" if (run_dir / WEIGHT_FILES["best"]).exists() else "last"
     load_weights(model, run_dir / WEIGHT_FILES[weights])
     return Run(model=model.eval(), data=data, config=config, path=run_dir)
 

@@ -21,6 +21,7 @@ UPSAMPLES = ("transposed", "bilinear")
 NORMALIZATIONS = ("auto", "percentile", "meanstd", "imagenet", "none")
 ENCODER_DEPTH = 5  # every supported encoder reduces by 32 = 2**5 (model/encoders.py)
 MASK_KINDS = ("auto", "ids", "values", "foreground", "colours", "instances")  # see data/masks.py
+WEIGHT_CHOICES = ("auto", "final", "best", "last")  # a run's weights to load (checkpoint.resolved_weights)
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -228,6 +229,7 @@ class TrainConfig:
     val_names: tuple[str, ...] | None = None  # explicit held-out stems (stack pages: "stem:page")
     folds: int | None = None  # k-fold: hold out fold `fold` of `folds` contiguous blocks
     fold: int = 0
+    refit: bool = False  # then the final model: the same recipe on every image, same steps (training/refit.py)
     seed: int = 0
     grad_clip: float = 1.0  # max gradient norm; 0 switches clipping off
     # Transfer (training/transfer.py): where the first weights come from and how the pretrained part learns.
@@ -258,6 +260,8 @@ class TrainConfig:
             raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold!r}")
         if self.folds is not None and self.val_names:
             raise ValueError("give either folds or val_names, not both")
+        if self.refit and not (self.val_fraction or self.val_names or self.folds):
+            raise ValueError("refit needs held-out validation images to measure the recipe first (val_fraction > 0)")
         if self.grad_clip < 0:
             raise ValueError("grad_clip must be >= 0")
         if self.encoder_lr_scale is not None and self.encoder_lr_scale < 0:

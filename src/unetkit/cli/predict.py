@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import WEIGHT_CHOICES
 from ..errors import UserError
 
 
@@ -24,7 +25,8 @@ def predict_args(parser: argparse.ArgumentParser) -> None:
     add("--instances", action=argparse.BooleanOptionalAction, help="also NAME_instances.tif: touching objects separated by "
         "watershed (default: on for a run trained on instance label maps)")
     add("--backend", choices=BACKENDS, default=p.backend, help="onnxruntime runs RUN/model.onnx (`unetkit export`)")
-    add("--weights", choices=("auto", "best", "last"), default=p.weights)
+    add("--weights", choices=WEIGHT_CHOICES, default=p.weights, help="auto: final (trained on every image, --refit) "
+        "once complete, else best (validation), else last")
     add("--tile-size", type=int, help="input tile side (rounded up to a valid size); default: from --memory-mb")
     add("--tile-batch", type=int, help="tiles per forward pass (default: as many as --memory-mb allows, <= 8)")
     add("--memory-mb", type=float, default=p.memory_mb, help=f"activation memory for one tile batch (default {p.memory_mb:g})")
@@ -84,8 +86,9 @@ def export_args(parser: argparse.ArgumentParser) -> None:
     add("run_dir", metavar="RUN", help="run folder (the --out of `unetkit train`)")
     add("--format", choices=("onnx", "torchscript", "bioimageio"), default="onnx",
         help="bioimageio: a bioimage.io model package (zip) for Fiji/deepImageJ, ilastik, QuPath and the model zoo")
-    add("--out", help="output file (default: RUN/model.onnx, RUN/model.torchscript.pt or RUN/NAME.bioimageio.zip)")
-    add("--weights", choices=("auto", "best", "last"), default="auto")
+    add("--out", help="output file (default: model.onnx or model.torchscript.pt beside the weights, RUN/final for a final "
+        "model; RUN/NAME.bioimageio.zip)")
+    add("--weights", choices=WEIGHT_CHOICES, default="auto")
     bioimageio = parser.add_argument_group("bioimageio format")
     bioimageio.add_argument("--images", help="the images the run was trained on (folder) or one image: the package's test image "
                             "is the run's first validation image, else its first training image")

@@ -25,14 +25,20 @@ NEAR_SHARE = 0.1  # objects within NEAR_PX of another: at least this share touch
 STUFF_AREA = 128 * 128  # px: objects this large (pixel-weighted median) are regions ("stuff"), a quarter patch
 BALANCED = 1.5  # largest / smallest class share at most this: no class weighting
 RARE_SHARE = 0.05  # a class under this share of the pixels: Dice beside cross-entropy
+REFIT_MAX_IMAGES = 50  # pairs: a set this small loses real variety to its hold-out (20%: at most 10 images)
 
 Rules = dict[str, tuple[object, str]]
 
 
-def choose(fp: Fingerprint, model: ModelConfig, memory_mb: float, transfer: bool = False) -> Rules:
-    """Every planned option, in the order the table shows them; `transfer`: the weights start from an --init run."""
+def choose(fp: Fingerprint, model: ModelConfig, memory_mb: float, transfer: bool = False, fixed_hold_out: bool = False,
+           timed: bool = False) -> Rules:
+    """Every planned option, in the order the table shows them.
+
+    `transfer`: the weights start from an --init run; `fixed_hold_out`: the user named the validation images
+    (or folds, or none), which then stay out of the final model too; `timed`: the run has a time budget.
+    """
     return {**normalization(fp, model, transfer), **patch_and_batch(fp, model, memory_mb), **orientation(fp), **border_weights(fp),
-            **class_balance(fp), **validation(fp)}
+            **class_balance(fp), **validation(fp), **refit(fp, fixed_hold_out, timed)}
 
 
 def normalization(fp: Fingerprint, model: ModelConfig, transfer: bool = False) -> Rules:
@@ -131,3 +137,15 @@ def validation(fp: Fingerprint) -> Rules:
     if fp.names == "ids":
         return {"val_split": ("random", "file names are ids with no order: a seeded random draw")}
     return {"val_split": (TrainConfig().val_split, f"{fp.names} file names: the last by name (neighbours are alike)")}
+
+
+def refit(fp: Fingerprint, fixed_hold_out: bool, timed: bool) -> Rules:
+    if fixed_hold_out:
+        return {"refit": (False, "validation fixed by the user (names, folds or none): the final model is the held-out run's")}
+    if fp.images > REFIT_MAX_IMAGES:
+        return {"refit": (False, f"{fp.images} pairs: the hold-out costs little; the final model is the held-out run's")}
+    if not timed:
+        return {"refit": (False, f"{fp.images} pairs, but a run without a time budget would take twice as long "
+                                 "(--refit asks for it)")}
+    return {"refit": (True, f"{fp.images} pairs: once the hold-out has measured the recipe, the final model trains "
+                            "on every image; the time budget is halved between the two")}

@@ -101,13 +101,13 @@ def max_logit_difference(model, exported, x: torch.Tensor) -> float:
 
 
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, weights: str = "auto") -> ExportResult:
-    """Export a run folder's model; by default to RUN/model.onnx or RUN/model.torchscript.pt."""
+    """Export a run folder's model; by default to model.onnx or model.torchscript.pt beside its weights."""
     from ..checkpoint import load_run
 
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}", fix=f"use one of {', '.join(FORMATS)}")
     run = load_run(run_dir, weights)
-    out = Path(out) if out is not None else Path(run_dir) / FORMATS[format]
+    out = Path(out) if out is not None else run.path / FORMATS[format]  # beside the weights (RUN/final for a final model)
     return export_model(run.model, out, format, metadata={"unetkit_config": json.dumps(run.config)})
 
 

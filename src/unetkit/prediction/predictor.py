@@ -47,7 +47,7 @@ class PredictConfig:
     device: str = "auto"  # torch backend: "auto" (cuda if available), "cpu", "cuda", ...
     channels_last: bool = False  # torch backend: NHWC memory format
     threads: int | None = None  # CPU threads for the backend; None: its default
-    weights: str = "auto"  # run folder: "best", "last" or "auto"
+    weights: str = "auto"  # run folder: "final", "best", "last" or "auto" (checkpoint.resolved_weights)
     probabilities: bool = True  # write NAME_probs.tif
     overlay: bool = True  # write NAME_overlay.png
     instances: InstanceConfig | None | bool = None  # NAME_instances.tif with these settings; None: with the defaults for a

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CONFIG_FILE, read_config
+from ..checkpoint import CONFIG_FILE, FINAL_DIR, read_config
 from ..config import RunConfig
 from ..devices import keep_freed_memory, resolve_device
 from ..errors import UserError
 from ..model import build_model as build_network
 from . import distributed
-from .context import HOOKS, Hooks
+from .context import HOOKS, Hooks, Loop
 from .loop import fit
 from .options import Recipe, build_configs, check_resume_options, plain_options, resumed_run_config, stored_configs
 from .planned import plan as plan_data
+from .refit import final_configs, final_state, mark_final
 from .setup import Job, build_context, cache_folder, determinism
 
 
@@ -47,7 +48,10 @@ def train(
     rotations, border weights, class weighting, loss, validation split) from
     the data as `unetkit.plan` does, and stores the plan in config.json (a
     `recipe` passed whole is taken as given: no plan); `plan=False`: the
-    fixed defaults. `hooks` maps "on_step_end" (loop),
+    fixed defaults. `refit=True` (planned for small sets with a time budget):
+    once the held-out run ends, `out/final` trains the same recipe on every
+    image for as many steps, and loading `out` picks that final model
+    (`training/refit.py`). `hooks` maps "on_step_end" (loop),
     "on_epoch_end" (loop, row) and "on_train_end" (model, loop) to callables,
     called on every process. `build_model(model_config)` makes the network
     (default `model.build_model`: a UNet, or an EncoderUNet for `encoder`); another architecture, for comparisons, must answer
@@ -75,11 +79,30 @@ def train(
         distributed.barrier(world)
         if ctx.interrupted:  # Ctrl-C: saved and stopped cleanly, but the caller must still learn of it
             raise KeyboardInterrupt
+        if ctx.config.refit and not distributed.from_main(lambda: ctx.signalled, world):  # SIGTERM: resume finishes it
+            _train_final(job, loop, world, build_model)
     finally:
         shutil.rmtree(cache_folder(out, world), ignore_errors=True)  # what lazily read images kept on disk
         if joined_here:
             distributed.shutdown()
     return out
+
+
+def _train_final(job: Job, loop: Loop, world: distributed.World, build_model) -> None:
+    """RUN/final: the recipe again on every image for the held-out run's steps (training/refit.py)."""
+    state = distributed.from_main(lambda: final_state(job.out, loop.step), world)
+    if state == "done":
+        return
+    if world.main and job.progress:
+        from tqdm import tqdm
+
+        tqdm.write(f"final model: the same recipe on every image for {loop.step} steps, in {job.out / FINAL_DIR}")
+    recipe, run = final_configs(job.out, loop.step, loop.elapsed)
+    train(job.images, job.masks, job.out / FINAL_DIR, recipe, run, resume=state == "resume", plan=False,
+          progress=job.progress, hooks=job.hooks, build_model=build_model)
+    if world.main:
+        mark_final(job.out, loop.step)
+    distributed.barrier(world)
 
 
 def _checked(hooks: Hooks | None) -> Hooks:

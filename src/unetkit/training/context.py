@@ -52,6 +52,7 @@ class Context:
     plotted_at: float = -math.inf  # curves.png is redrawn at most every PLOT_EVERY_S, and at the end ...
     plotted_rows: int = 0  # ... unless it already shows every row
     interrupted: bool = False  # fit stopped on SIGINT: `train` raises KeyboardInterrupt after saving (CLI exit 130)
+    signalled: bool = False  # fit stopped on SIGINT or SIGTERM, not by its steps or budget: no final model follows
 
     @property
     def steps_per_epoch(self) -> int:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ..world import World, all_sum, barrier, broadcast, init, launched_by_torchrun, shutdown
+from ..world import World, all_sum, barrier, broadcast, from_main, init, launched_by_torchrun, shutdown
 
-__all__ = ["World", "all_sum", "barrier", "broadcast", "init", "launched_by_torchrun", "shutdown", "wrap", "average_buffers"]
+__all__ = ["World", "all_sum", "barrier", "broadcast", "from_main", "init", "launched_by_torchrun", "shutdown", "wrap",
+           "average_buffers"]
 
 
 def wrap(model: torch.nn.Module, world: World, device: torch.device, sync_bn: bool) -> torch.nn.Module:

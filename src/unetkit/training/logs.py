@@ -7,6 +7,7 @@ from pathlib import Path
 from ..io import write_text
 from ..model import count_parameters
 from .context import Context, Loop
+from .refit import REFIT_BUDGET_SHARE
 
 METRICS_FILE = "metrics.csv"
 PLOT_EVERY_S = 30.0  # curves.png is redrawn at most this often (matplotlib costs ~0.5 s), and at the end
@@ -61,8 +62,10 @@ def print_plan(ctx: Context, loop: Loop, n_train: int) -> None:
     from tqdm import tqdm
 
     c = ctx.config
-    stop = [f"{loop.total_steps} steps" if loop.total_steps else None,
-            f"{ctx.run.time_budget:g} min" if ctx.run.time_budget else None]
+    budget = ctx.run.time_budget and f"{ctx.run.time_budget:g} min"
+    if budget and c.refit:
+        budget = f"{ctx.run.time_budget * REFIT_BUDGET_SHARE:g} min (of {budget}: the final model on every image gets the rest)"
+    stop = [f"{loop.total_steps} steps" if loop.total_steps else None, budget]
     params = count_parameters(ctx.net)
     tqdm.write(
         f"training {c.preset} U-Net{_transfer(ctx)} ({params:,} parameters) on {ctx.device}"

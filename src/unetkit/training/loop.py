@@ -99,7 +99,7 @@ def fit(ctx: Context, loop: Loop) -> Loop:
     if ctx.world.main:  # also with progress off (--quiet): the one-line summary
         print_summary(ctx, loop, stopper.reason(loop))
     call_hook(ctx.hooks, "on_train_end", ctx.net, loop)
-    ctx.interrupted = stopper.interrupted
+    ctx.interrupted, ctx.signalled = stopper.interrupted, stopper.signalled
     return loop
 
 

@@ -9,6 +9,7 @@ import time
 
 from . import distributed
 from .context import Context, Loop
+from .refit import REFIT_BUDGET_SHARE
 
 
 class Stopper:
@@ -21,7 +22,8 @@ class Stopper:
 
     def __init__(self, ctx: Context, loop: Loop):
         self.ctx, self.begin, self.start_elapsed = ctx, time.perf_counter(), loop.elapsed
-        self.budget = ctx.run.time_budget * 60 if ctx.run.time_budget else None
+        share = REFIT_BUDGET_SHARE if ctx.config.refit else 1.0  # the final model on every image gets the rest
+        self.budget = ctx.run.time_budget * 60 * share if ctx.run.time_budget else None
         self.signalled = False
         self.interrupted = False  # SIGINT (Ctrl-C) among the signals: `train` re-raises it once the run is saved
         self.last = (0.0, 0.0)  # (stop, progress) agreed for the current step

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import WEIGHT_FILES, read_config, read_data_config
+from ..checkpoint import WEIGHT_FILES, chosen_weights, read_config, read_data_config
 from ..config import ModelConfig, TrainConfig, from_dict
 from ..errors import UserError, first_line
 from .options import Recipe
@@ -89,8 +89,9 @@ def init_from_run(net: torch.nn.Module, run_dir: str | Path) -> list[str]:
         detail = "; ".join(f"{name} {getattr(theirs, name)!r} there, {getattr(ours, name)!r} here" for name in differ)
         raise UserError(f"--init run has another architecture ({detail})", path=run_dir,
                         fix="train with the run's model options (see its recipe.yaml: preset, encoder, base_width, ...) and images of its channels")
-    path = next((run_dir / WEIGHT_FILES[w] for w in ("best", "last") if (run_dir / WEIGHT_FILES[w]).exists()), None)
-    if path is None:
+    folder, which = chosen_weights(run_dir)  # as `unetkit predict RUN` would use it: final, best or last
+    path = folder / WEIGHT_FILES[which]
+    if not path.exists():
         raise UserError("--init run has no weights", path=run_dir, fix="train it first, or pass another run")
     try:
         state = load_file(path)

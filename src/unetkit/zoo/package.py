@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import WEIGHT_FILES as CHECKPOINT_WEIGHTS
-from ..checkpoint import load_run
+from ..checkpoint import load_run, resolved_weights
 from ..errors import UserError, first_line
 from ..io import atomic_path, write_image, write_text
 from ..prediction.export import export_model
@@ -56,8 +55,7 @@ def export_package(run_dir: str | Path, images: str | Path, out: str | Path | No
                    name: str | None = None, authors: tuple[str, ...] = (), license: str = "CC-BY-4.0", test: bool = True) -> PackageResult:
     """Write a bioimage.io package of a run (default RUN/NAME.bioimageio.zip); the test image comes from `images`."""
     run_dir = Path(run_dir)
-    if weights == "auto":
-        weights = "best" if (run_dir / CHECKPOINT_WEIGHTS["best"]).exists() else "last"
+    weights = resolved_weights(run_dir, weights)
     run = load_run(run_dir, weights)
     image, image_name = find_test_image(run, images)
     _import_spec()  # after the checks of the user's input: importing it takes seconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..checkpoint import Run
+from ..checkpoint import Run, read_config
 from ..version import __version__
 from .tensors import Sizes
 
@@ -26,15 +26,21 @@ def validation_row(run_dir: Path, weights: str) -> dict | None:
 
 
 def validation_section(run: Run, weights: str, curves: bool) -> str:
-    row = validation_row(run.path, weights)
-    held_out = (run.config.get("split") or {}).get("val") or []
+    # A final model (RUN/final) saw every image: the held-out scores are its recipe's, from the run above it.
+    final = weights == "final"
+    scored = run.path.parent if final else run.path
+    row = validation_row(scored, "last" if final else weights)
+    held_out = (read_config(scored).get("split") or {}).get("val") or []
     if row is None:
         return "## Validation\n\nnot measured: the run holds no validation scores (metrics.csv).\n"
-    lines = ["## Validation", "",
-             f"Measured by unetkit during training on {len(held_out)} held-out image(s) ({', '.join(held_out[:8])}"
-             f"{', ...' if len(held_out) > 8 else ''}), at step {row.get('step', '?')} ({weights} weights), through the same "
-             "overlap-tile predictor that wrote this package's test output:", "",
-             "| score | value |", "| --- | --- |"]
+    names = f"{len(held_out)} held-out image(s) ({', '.join(held_out[:8])}{', ...' if len(held_out) > 8 else ''})"
+    if final:
+        measured = (f"These weights are the run's recipe trained again on every image, the {names} included. Before that, "
+                    f"unetkit measured the recipe on them at its last step ({row.get('step', '?')})")
+    else:
+        measured = f"Measured by unetkit during training on {names}, at step {row.get('step', '?')} ({weights} weights)"
+    lines = ["## Validation", "", f"{measured}, through the same overlap-tile predictor that wrote this package's test output:",
+             "", "| score | value |", "| --- | --- |"]
     lines += [f"| {label} | {float(row[key]):.4f} |" for key, label in SCORES if row.get(key)]
     lines += [f"| IoU of class {key.rsplit('_', 1)[1]} | {float(value):.4f} |" for key, value in row.items() if key.startswith("val_iou_") and value]
     if curves:
