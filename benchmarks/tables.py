@@ -102,10 +102,12 @@ DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_no
             ("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap", "ap_50", "mean_iou"))]
 DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
                 "ap": "AP 0.5:0.95", "ap_50": "AP 0.5", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
-ENCODERS = [("isbi2012", "ENCODERS_Q0", ("pixel_error", "rand_error")), ("dsb2018", "ENCODERS_Q0", ("mean_iou", "pixel_error")),
-            ("dubai_aerial", "ENCODERS_Q1", ("mean_iou", "pixel_error"))]  # accuracy_encoders.py scratch (issue 14)
+ENCODERS = [("isbi2012", 1, "accuracy_encoders-scratch-20261202-075334.json", ("pixel_error", "rand_error")),
+            ("dsb2018", 3, "accuracy_encoders-scratch-20261202-075334.json", ("mean_iou", "pixel_error")),
+            ("dubai_aerial", 3, "accuracy_encoders-scratch-20261202-071256.json", ("mean_iou", "pixel_error"))]  # accuracy_encoders.py scratch (issue 14): data set, channels, JSON, scores
+ENCODER_SPEED = "accuracy_encoders-speed-20261202-080153.json"  # each model alone on a quiet machine, one thread
 ENCODER_MODELS = ["default", "resnet18", "resnet34"]
-TRANSFER = "TRANSFER"  # accuracy_encoders.py transfer --pair synthetic-isbi
+TRANSFER = "accuracy_encoders-transfer-20261202-075851.json"  # accuracy_encoders.py transfer --pair synthetic-isbi
 FUZZ = ["fuzz-20261201-213537.json", "fuzz-20261201-213444.json"]  # the full run, the short check (measured files)
 CRASH = "crash-20261125-173740.json"
 
@@ -391,13 +393,14 @@ def datasets_table() -> list[str]:
 
 def encoders_table() -> list[str]:
     """Per data set: the default U-Net and library encoders trained from random weights for the same time."""
+    speed = load(ENCODER_SPEED)["results"]
     lines = header(["data set (JSON)", "measure"] + [model_name(n) for n in ENCODER_MODELS], right_from=2)
-    for dataset, file, keys in ENCODERS:
+    for dataset, channels, file, keys in ENCODERS:
         results = {n: load(file)["results"].get(f"{dataset}/{n}") for n in ENCODER_MODELS}
-        cells = {"parameters": lambda r: f"{r['parameters'] / 1e6:.2f} M", "steps": lambda r: f"{r['train_steps']:,}",
-                 "s per 512 x 512 image": lambda r: f"{r['inference_s_per_512']:.3f}"}
-        for i, (measure, cell) in enumerate(cells.items()):
-            lines.append(row([f"{dataset} (`{file}`)" if i == 0 else "", measure] + [cell(r) if r else "n/a" for r in results.values()]))
+        lines.append(row([f"{dataset} (`{file}`)", "parameters"] + [f"{r['parameters'] / 1e6:.2f} M" if r else "n/a" for r in results.values()]))
+        lines.append(row(["", "steps in 15 min"] + [f"{r['train_steps']:,}" if r else "n/a" for r in results.values()]))
+        lines.append(row(["", f"s per 512 x 512 image, {channels} channel(s) (`{ENCODER_SPEED}`)"]
+                         + [f"{speed[f'{n}/{channels}']['inference_s_per_512']:.3f}" for n in ENCODER_MODELS]))
         for key in keys:
             lines.append(row(["", DATASET_KEYS[key]] + bold_best([(r or {}).get("stack", {}).get(key) for r in results.values()], key)))
     return lines
@@ -414,9 +417,6 @@ def transfer_table() -> list[str]:
         pixel = bold_best([scratch["stack"]["pixel_error"], init["stack"]["pixel_error"]], "pixel_error")
         rand = bold_best([scratch["stack"]["rand_error"], init["stack"]["rand_error"]], "rand_error")
         lines.append(row([count, f"{scratch['train_steps']:,} / {init['train_steps']:,}", *pixel, *rand]))
-    source = results["source"]["stack"]
-    lines.append(row(["0 (the synthetic-EM source run alone)", f"{results['source']['train_steps']:,}", fmt(source["pixel_error"]),
-                      "", fmt(source["rand_error"]), ""]))
     return lines
 
 

@@ -162,14 +162,16 @@ def test_validation_held_out_by_group_by_random_draw_or_by_name(tmp_path):
     assert choices(*folder(tmp_path / "numbered", grey(9, 32), masks))["val_split"].value == "name"
 
 
-def test_refit_for_small_sets_with_a_time_budget_unless_the_hold_out_is_fixed(tmp_path):
+def test_refit_is_offered_to_small_sets_and_never_planned_on(tmp_path):
     data = em(tmp_path, size=64)
-    assert choices(*data, time_budget=5)["refit"].value is True
-    assert choices(*data)["refit"].value is False  # no time budget: a final model would double the run
-    assert choices(*data, time_budget=5, folds=2)["refit"].value is False  # the user's hold-out stays out
-    assert choices(*data, time_budget=5, val_fraction=0.0)["refit"].value is False
-    assert choices(*data, time_budget=5, refit=False)["refit"].given
-    assert rules.refit(SimpleNamespace(images=rules.REFIT_MAX_IMAGES + 1), False, True)["refit"][0] is False
+    timed, untimed = choices(*data, time_budget=5)["refit"], choices(*data)["refit"]
+    assert timed.value is untimed.value is False
+    assert "halves the steps" in timed.reason and "doubles the run" in untimed.reason and "--refit asks for it" in timed.reason
+    assert "fixed by the user" in choices(*data, time_budget=5, folds=2)["refit"].reason
+    assert "fixed by the user" in choices(*data, time_budget=5, val_fraction=0.0)["refit"].reason
+    assert choices(*data, time_budget=5, refit=True)["refit"].given
+    many = rules.refit(SimpleNamespace(images=rules.REFIT_MAX_IMAGES + 1), False, True)["refit"]
+    assert many[0] is False and "costs little" in many[1]
 
 
 def test_split_by_group_holds_out_whole_groups_and_random_is_seeded():

@@ -136,7 +136,6 @@ def torchrun(run, images, out, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
-@pytest.mark.slow
 def test_two_ranks_write_the_bytes_of_one_process(job, tmp_path):
     run, images = job
     assert predict(run, images, tmp_path / "one") == 0
@@ -149,7 +148,6 @@ def test_two_ranks_write_the_bytes_of_one_process(job, tmp_path):
     assert not (tmp_path / "two" / STATE_DIR / "lock").exists() and not (tmp_path / "two" / STATE_DIR / "parts").exists()
 
 
-@pytest.mark.slow
 def test_a_rank_killed_midway_leaves_whole_files_and_the_rerun_completes_them(job, tmp_path):
     run, images = job
     assert predict(run, images, tmp_path / "one") == 0

@@ -69,8 +69,7 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--val-names", nargs="+", metavar="STEM", help="hold out these files (stems; stack pages as stem:page)")
     opt("--folds", type=int, metavar="K", help="k-fold: hold out one of K contiguous blocks of files")
     opt("--fold", type=int, metavar="I", help="which fold to hold out (0-based)")
-    opt("--refit", action=flag, help="once the held-out images have measured the recipe, train the final model on every "
-        "image for the same steps (RUN/final; a time budget is halved between the two; default: planned, on for small sets)")
+    opt("--refit", action=flag, help="then train the final model on every image, same steps (RUN/final; halves a time budget)")
     opt("--seed", type=int)
     opt("--workers", type=int, metavar="N", help="DataLoader processes (default 0)")
     opt("--device", help="auto (default), cpu, cuda, cuda:N")

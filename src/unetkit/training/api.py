@@ -48,8 +48,7 @@ def train(
     rotations, border weights, class weighting, loss, validation split) from
     the data as `unetkit.plan` does, and stores the plan in config.json (a
     `recipe` passed whole is taken as given: no plan); `plan=False`: the
-    fixed defaults. `refit=True` (planned for small sets with a time budget):
-    once the held-out run ends, `out/final` trains the same recipe on every
+    fixed defaults. `refit=True`: once the held-out run ends, `out/final` trains the same recipe on every
     image for as many steps, and loading `out` picks that final model
     (`training/refit.py`). `hooks` maps "on_step_end" (loop),
     "on_epoch_end" (loop, row) and "on_train_end" (model, loop) to callables,
@@ -71,21 +70,26 @@ def train(
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     try:
-        ctx, loop = build_context(job, device, world, build_model)
-        with determinism(ctx.run.deterministic):
-            fit(ctx, loop)
-        # Leave together: a rank that tears gloo down while rank 0 still writes
-        # its files aborts at exit ("terminate called without an active exception").
-        distributed.barrier(world)
-        if ctx.interrupted:  # Ctrl-C: saved and stopped cleanly, but the caller must still learn of it
-            raise KeyboardInterrupt
-        if ctx.config.refit and not distributed.from_main(lambda: ctx.signalled, world):  # SIGTERM: resume finishes it
-            _train_final(job, loop, world, build_model)
+        _fit(job, device, world, build_model)
     finally:
         shutil.rmtree(cache_folder(out, world), ignore_errors=True)  # what lazily read images kept on disk
         if joined_here:
             distributed.shutdown()
     return out
+
+
+def _fit(job: Job, device: torch.device, world: distributed.World, build_model) -> None:
+    """Train the run, then its final model on every image where the recipe asks for one."""
+    ctx, loop = build_context(job, device, world, build_model)
+    with determinism(ctx.run.deterministic):
+        fit(ctx, loop)
+    # Leave together: a rank that tears gloo down while rank 0 still writes
+    # its files aborts at exit ("terminate called without an active exception").
+    distributed.barrier(world)
+    if ctx.interrupted:  # Ctrl-C: saved and stopped cleanly, but the caller must still learn of it
+        raise KeyboardInterrupt
+    if ctx.config.refit and not distributed.from_main(lambda: ctx.signalled, world):  # SIGTERM: resume finishes it
+        _train_final(job, loop, world, build_model)
 
 
 def _train_final(job: Job, loop: Loop, world: distributed.World, build_model) -> None:
