@@ -14,8 +14,10 @@ from unetkit.checkpoint import FINAL_MARK, load_run
 from unetkit.cli import main
 from unetkit.config import RunConfig, TrainConfig
 from unetkit.errors import UserError
+from unetkit.prediction.export import export_run
 from unetkit.training.context import Loop
 from unetkit.training.stopping import Stopper
+from unetkit.zoo.readme import validation_section
 
 REFIT = dict(steps=3, refit=True, deterministic=True, **TINY)
 
@@ -96,3 +98,12 @@ def test_the_held_out_run_gets_half_the_time_budget():
 def test_refit_needs_held_out_images():
     with pytest.raises(ValueError, match="refit needs held-out validation"):
         TrainConfig(refit=True, val_fraction=0.0)
+
+
+def test_a_final_models_package_readme_gives_the_recipes_held_out_scores(refitted):
+    text = validation_section(load_run(refitted), "final", curves=False)
+    assert "trained again on every image" in text and "| mean IoU |" in text
+
+
+def test_export_writes_beside_the_final_weights(refitted):
+    assert export_run(refitted, "onnx").path == refitted / "final" / "model.onnx"
