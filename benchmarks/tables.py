@@ -396,7 +396,8 @@ def encoders_table() -> list[str]:
     speed = load(ENCODER_SPEED)["results"]
     lines = header(["data set (JSON)", "measure"] + [model_name(n) for n in ENCODER_MODELS], right_from=2)
     for dataset, channels, file, keys in ENCODERS:
-        results = {n: load(file)["results"].get(f"{dataset}/{n}") for n in ENCODER_MODELS}
+        scored = load(file)["results"]
+        results = {n: scored.get(f"{dataset}/{n}") for n in ENCODER_MODELS}
         lines.append(row([f"{dataset} (`{file}`)", "parameters"] + [f"{r['parameters'] / 1e6:.2f} M" if r else "n/a" for r in results.values()]))
         lines.append(row(["", "steps in 15 min"] + [f"{r['train_steps']:,}" if r else "n/a" for r in results.values()]))
         lines.append(row(["", f"s per 512 x 512 image, {channels} channel(s) (`{ENCODER_SPEED}`)"]

@@ -36,10 +36,6 @@ def config(run) -> dict:
     return json.loads((run / "config.json").read_text())
 
 
-def weights(path) -> dict:
-    return load_file(path)
-
-
 def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
@@ -52,7 +48,7 @@ def test_the_final_model_trains_the_recipe_on_every_image_for_the_same_steps(ref
     for key in ("patch_size", "batch_size", "lr", "warmup_steps", "seed", "loss"):
         assert final["train"][key] == held_out["train"][key], key
     assert not final["train"]["refit"] and final["train"]["val_fraction"] == 0
-    assert not same(weights(refitted / "final" / "model.safetensors"), weights(refitted / "model.safetensors"))
+    assert not same(load_file(refitted / "final" / "model.safetensors"), load_file(refitted / "model.safetensors"))
 
 
 def test_loading_the_run_picks_the_final_model_unless_asked_otherwise(refitted, data, tmp_path):
@@ -78,7 +74,7 @@ def test_a_run_stopped_before_its_final_model_finishes_it_on_resume(refitted, da
         unetkit.train(*data, tmp_path / "run", hooks={"on_train_end": stop}, **REFIT)
     assert not (tmp_path / "run" / "final").exists()
     unetkit.train(*data, tmp_path / "run", resume=True, **REFIT)
-    assert same(weights(tmp_path / "run" / "final" / "model.safetensors"), weights(refitted / "final" / "model.safetensors"))
+    assert same(load_file(tmp_path / "run" / "final" / "model.safetensors"), load_file(refitted / "final" / "model.safetensors"))
 
 
 def test_a_held_out_run_resumed_for_more_steps_trains_its_final_model_again(data, tmp_path):

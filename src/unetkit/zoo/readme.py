@@ -30,7 +30,8 @@ def validation_section(run: Run, weights: str, curves: bool) -> str:
     final = weights == "final"
     scored = run.path.parent if final else run.path
     row = validation_row(scored, "last" if final else weights)
-    held_out = (read_config(scored).get("split") or {}).get("val") or []
+    config = read_config(scored) if final else run.config
+    held_out = (config.get("split") or {}).get("val") or []
     if row is None:
         return "## Validation\n\nnot measured: the run holds no validation scores (metrics.csv).\n"
     names = f"{len(held_out)} held-out image(s) ({', '.join(held_out[:8])}{', ...' if len(held_out) > 8 else ''})"
