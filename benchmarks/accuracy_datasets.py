@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
@@ -87,9 +88,9 @@ def split(name: str, out: Path) -> dict:
 # ----------------------------------------------------------------- unetkit: the folders, nothing else
 
 
-def run_unetkit(data: dict, run: Path, minutes: float, seed: int) -> Path:
+def run_unetkit(data: dict, run: Path, minutes: float, seed: int, options: dict) -> Path:
     shutil.rmtree(run, ignore_errors=True)
-    train(*data["train"], run, time_budget=minutes, seed=seed, progress=False)
+    train(*data["train"], run, time_budget=minutes, seed=seed, progress=False, **options)
     predictions = run.parent / f"{run.name}-predictions"
     shutil.rmtree(predictions, ignore_errors=True)
     predict_files(run, [data["test"][0]], predictions)
@@ -190,13 +191,14 @@ def score(dataset: str, predictions: Path, data: dict, unetkit_run: Path) -> dic
 def run_dataset(dataset: str, args) -> dict:
     data = split(dataset, args.out)
     base = args.out / dataset
-    unetkit_run = base / "unetkit"
+    variant = "".join(f"-{k}={v}" for k, v in args.set.items())  # a variant's run beside the plan's
+    unetkit_run = base / f"unetkit{variant}"
     results = {}
     for name in args.only:
         print(f"== {dataset} / {name}: {args.minutes:g} min", flush=True)
         start = time.perf_counter()
         if name == "unetkit":
-            predictions = run_unetkit(data, unetkit_run, args.minutes, args.seed)
+            predictions = run_unetkit(data, unetkit_run, args.minutes, args.seed, args.set)
             steps = int((unetkit_run / "metrics.csv").read_text().splitlines()[-1].split(",")[1])
             extra = {"plan": {c["option"]: c["value"] for c in read_config(unetkit_run)["plan"]["choices"]}}
         else:
@@ -217,11 +219,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy_datasets")
+    parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
+                        help="a unetkit variant: training options over the plan's (e.g. class_weights=none val_fraction=0)")
     args = parser.parse_args()
+    args.set = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     results = {}
     for dataset in args.datasets:
         results[dataset] = run_dataset(dataset, args)
-        save("accuracy_datasets", {"minutes_each": args.minutes, "seed": args.seed, "results": results, "command": " ".join(sys.argv)})
+        save("accuracy_datasets", {"minutes_each": args.minutes, "seed": args.seed, "unetkit_options": args.set,
+                                   "results": results, "command": " ".join(sys.argv)})
 
 
 if __name__ == "__main__":
