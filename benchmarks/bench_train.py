@@ -4,22 +4,29 @@ Each contender trains in its own process on ISBI 2012 (sections 00-24; 25-29
 validate, as in accuracy_isbi.py) for the same wall-clock budget through
 `unetkit.train`, one after the other, in one invocation:
 
-- `before`: the default preset as the previous release trained it: fp32,
-  contiguous tensors, validation after every epoch, glibc's default malloc;
+- `release`: the previous release's own code (commit RELEASE, extracted by
+  `git archive` and run through its `unetkit train` command), the samples/s
+  issue 17 started from, measured again on today's machine;
+- `before`: today's code with the previous release's defaults: fp32,
+  contiguous tensors, validation after every epoch, glibc's default malloc
+  (it has this wave's faster data pipeline, so it is the stricter baseline);
 - `default`: the default preset with today's defaults (bf16 autocast where the
   CPU has it natively, channels_last, validation within 10% of the time,
   freed memory kept);
 - `monai-UNet`, `monai-BasicUNet`: MONAI's networks through the same loop with
-  today's defaults, their fastest settings here (pip install -r benchmarks/requirements.txt).
+  today's defaults (pip install -r benchmarks/requirements.txt);
+  `monai-UNet-fp32`: without bf16 and channels_last, to tell which is its fastest.
 
 Samples/s counts every second of `fit` (validation and checkpoints
 included); the breakdown times forward, backward and optimizer on one fixed
-batch, and reads the data and validation shares off the run's metrics.csv.
+batch, and reads the data and validation shares off the run's metrics.csv
+(the release's does not time validation: its share is everything outside the
+steps).
 
     .venv/bin/python benchmarks/bench_train.py                        # 3 min each (~14 min)
     .venv/bin/python benchmarks/bench_train.py --minutes 0.3 --only before default   # a quick check
 
-Target (issue 17): `default` >= 2.5x the samples/s of `before`.
+Target (issue 17): `default` >= 2.5x the samples/s of `release` (and of `before`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,8 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
 HELD_OUT = ("25", "26", "27", "28", "29")
 BEFORE = {"cpu_bf16": False, "channels_last": False, "val_share": 1.0}  # the previous release's settings
-CONTENDERS = {"before": ("default", BEFORE), "default": ("default", {}),
-              "monai-UNet": ("monai-UNet", {}), "monai-BasicUNet": ("monai-BasicUNet", {})}
+RELEASE = "fa2f23d"  # the last commit of the previous release (wave 1)
+CONTENDERS = {"release": ("default", BEFORE), "before": ("default", BEFORE), "default": ("default", {}),
+              "monai-UNet": ("monai-UNet", {}), "monai-UNet-fp32": ("monai-UNet", {"cpu_bf16": False, "channels_last": False}),
+              "monai-BasicUNet": ("monai-BasicUNet", {})}
 
 
 def main() -> None:
@@ -74,6 +84,8 @@ def measure(name: str, data: Path, minutes: float) -> dict:
     from unetkit.training import api
 
     network, overrides = CONTENDERS[name]
+    if name == "release":
+        return {**measure_release(data, minutes), **step_parts(network, overrides)}
     if name == "before":
         api.keep_freed_memory = lambda: None  # glibc's default allocator, as the previous release had
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,6 +103,27 @@ def measure(name: str, data: Path, minutes: float) -> dict:
         "validation_share": sum(float(r["val_s"]) for r in rows if r.get("val_s")) / elapsed,
         "data_share": sum(data_s) / elapsed, **step_parts(network, overrides),
     }
+
+
+def measure_release(data: Path, minutes: float) -> dict:
+    """Train with the previous release's code through its own CLI; its whole-run figures."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        code, run = Path(tmp) / "release", Path(tmp) / "run"
+        code.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", RELEASE, "src"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+        command = [sys.executable, "-m", "unetkit", "train", "--images", str(data / "images"), "--masks", str(data / "labels"),
+                   "--out", str(run), "--time-budget", str(minutes), "--val-names", *HELD_OUT, "--quiet"]
+        subprocess.run(command, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(code / "src")})
+        rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+        elapsed = torch.load(run / "train_state.pt", weights_only=True)["loop"]["elapsed"]
+    steps = int(rows[-1]["step"])
+    train_s = [float(r["step_s"]) * _steps(rows, i) for i, r in enumerate(rows)]
+    data_s = sum(float(r["data_share"]) * t for r, t in zip(rows, train_s))
+    return {"steps": steps, "fit_s": elapsed, "samples_per_s": steps * 4 / elapsed, "validations": len(rows),
+            "validation_share": 1 - sum(train_s) / elapsed, "data_share": data_s / elapsed, "code": RELEASE}
 
 
 def _steps(rows: list[dict], i: int) -> int:
@@ -142,8 +175,8 @@ def step_parts(network: str, overrides: dict, repeats: int = 10) -> dict:
 
 
 def print_table(results: dict) -> None:
-    base = results.get("before", {}).get("samples_per_s")
-    print(f"\n{'contender':<16} {'steps':>6} {'samples/s':>10} {'x before':>9} {'fwd ms':>7} {'bwd ms':>7} "
+    base = results.get("release", results.get("before", {})).get("samples_per_s")
+    print(f"\n{'contender':<16} {'steps':>6} {'samples/s':>10} {'x base':>9} {'fwd ms':>7} {'bwd ms':>7} "
           f"{'opt ms':>7} {'data':>6} {'valid.':>7}")
     for name, r in results.items():
         ratio = f"{r['samples_per_s'] / base:.2f}" if base else "-"

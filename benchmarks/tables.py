@@ -67,7 +67,8 @@ SPEED_DEFAULTS = [("unetkit-default", 0, "accuracy_isbi-20261202-013831.json"),
                   ("unetkit-default", 1, "accuracy_isbi-20261202-015343.json"),
                   ("unetkit-default", 2, "accuracy_isbi-20261202-020855.json"),
                   ("monai-UNet", 0, "accuracy_isbi-20261202-022409.json"),
-                  ("monai-UNet", 1, "accuracy_isbi-20261202-030727.json")]
+                  ("monai-UNet", 1, "accuracy_isbi-20261202-030727.json"),
+                  ("monai-UNet", 2, "accuracy_isbi-20261202-093358.json")]
 # The sweep that chose the default: (variant, contender name, JSON with its scores, note)
 SWEEP = [
     ("`default`: width 16, depth 4, batch norm, same padding", "unetkit-default", "accuracy_isbi-20261125-191931.json", ""),
@@ -218,12 +219,16 @@ def isbi_speed_defaults() -> list[str]:
     keys = [("pixel error (p > 0.5)", "stack", "pixel_error"), ("Rand error, stack", "stack", "rand_error"),
             ("warping error, stack", "stack", "warping_error"), ("Rand error, per-image mean", "mean", "rand_error")]
     lines = header(["model", "settings", "seed", "steps"] + [k[0] for k in keys] + ["JSON"], right_from=2)
+    seeds = {}  # model -> its runs, for the means
     for name, seed, file in SPEED_DEFAULTS:
-        if file is None:
-            continue
         r = load(file)["results"][name]
+        seeds.setdefault(name, []).append(r)
         lines.append(row([model_name(name), "speed defaults", seed, f"{r['train_steps']:,}"]
                          + [fmt(r[part][key]) for _, part, key in keys] + [f"`{file}`"]))
+    for name, runs in seeds.items():
+        lines.append(row([model_name(name), "speed defaults", f"mean of {len(runs)}",
+                          f"{statistics.mean(r['train_steps'] for r in runs):,.0f}"]
+                         + [fmt(statistics.mean(r[part][key] for r in runs)) for _, part, key in keys] + [""]))
     for name in ("unetkit-default", "monai-UNet"):
         for seed, run in enumerate(FP32_SEEDS):
             r = load(run.trained or run.scored)["results"][name]
@@ -352,19 +357,25 @@ def training_table() -> list[str]:
 
 
 def side_by_side_table() -> list[str]:
-    """Whole-run samples/s of the previous settings, today's default and MONAI's networks, with the step's parts."""
-    lines = header(["run (JSON)", "model", "steps", "samples / s", "x before", "forward", "backward", "optimizer",
-                    "data share", "validation share (validations)"], right_from=2)
+    """Whole-run samples/s of the previous release, its settings on today's code, today's default and MONAI's networks."""
+    lines = header(["run (JSON)", "model", "steps", "samples / s", "x release", "x previous settings", "forward", "backward",
+                    "optimizer", "data share", "validation share (validations)"], right_from=2)
+    labels = {"release": "unetkit `default`, previous release's code", "before": "unetkit `default`, previous settings",
+              "monai-UNet-fp32": "MONAI `UNet`, fp32 and contiguous",
+              "default": "unetkit `default`"}
     for file in TRAIN_SIDE_BY_SIDE:
         results = load(file)["results"]
-        before = results["before"]["samples_per_s"]
         for name, r in results.items():
-            label = {"before": "unetkit `default`, previous settings", "default": "unetkit `default`"}.get(name)
-            lines.append(row([f"`{file}`", label or model_name(name), f"{r['steps']:,}", f"{r['samples_per_s']:.1f}",
-                              f"{r['samples_per_s'] / before:.2f}", f"{r['forward_s'] * 1e3:.0f} ms",
+            lines.append(row([f"`{file}`", labels.get(name) or model_name(name), f"{r['steps']:,}", f"{r['samples_per_s']:.1f}",
+                              _times(r, results, "release"), _times(r, results, "before"), f"{r['forward_s'] * 1e3:.0f} ms",
                               f"{r['backward_s'] * 1e3:.0f} ms", f"{r['optimizer_s'] * 1e3:.0f} ms",
                               f"{r['data_share']:.1%}", f"{r['validation_share']:.1%} ({r['validations']})"]))
     return lines
+
+
+def _times(r: dict, results: dict, base: str) -> str:
+    """`r`'s samples/s as a multiple of contender `base`'s in the same run ("-" if it did not run)."""
+    return f"{r['samples_per_s'] / results[base]['samples_per_s']:.2f}" if base in results else "-"
 
 
 def training_speed_table() -> list[str]:

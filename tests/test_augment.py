@@ -90,6 +90,17 @@ def test_blur_sigma_zero_is_identity_and_positive_sigma_smooths():
     assert out[1].std() < image[1].std() / 2
 
 
+def test_only_the_samples_drawn_for_blur_are_blurred():
+    batch = shape_batch(n=8)
+    some = dataclasses.replace(STILL, blur=2, blur_prob=0.5)  # the draws do not depend on blur_prob: same seeds, same rest
+    drawn = sample_params(batch["seed"].tolist(), some)["blur"] > 0
+    assert 0 < drawn.sum() < 8
+    blurred, _, _ = augment_batch(batch, some, input_size=128, target_size=128)
+    plain, _, _ = augment_batch(batch, dataclasses.replace(some, blur_prob=0), input_size=128, target_size=128)
+    assert torch.equal(blurred[~drawn], plain[~drawn])
+    assert all(not torch.allclose(b, p) for b, p in zip(blurred[drawn], plain[drawn]))
+
+
 def test_slack_keeps_the_warp_inside_the_source_window():
     config = dataclasses.replace(AugmentConfig(), elastic_std=0)  # rotation, scale, shift at their maximum
     side = 64

@@ -134,8 +134,9 @@ def grey_values(image: torch.Tensor, params: dict[str, torch.Tensor], config: Au
     """Blur, contrast around the mean, brightness, gamma, then Gaussian noise; per sample."""
     n = image.shape[0]
     per_sample = lambda name: params[name].view(n, 1, 1, 1)  # noqa: E731
-    if config.blur and config.blur_prob:
-        image = gaussian_blur(image, params["blur"], radius=math.ceil(3 * config.blur))
+    blurred = (params["blur"] > 0).nonzero()[:, 0]
+    if len(blurred):  # a sigma-0 kernel is the identity: only the samples drawn for it are convolved
+        image = image.index_copy(0, blurred, gaussian_blur(image[blurred], params["blur"][blurred], radius=math.ceil(3 * config.blur)))
     mean = image.mean(dim=(2, 3), keepdim=True)
     image = (image - mean) * per_sample("contrast") + mean + per_sample("brightness")
     if config.gamma:

@@ -41,7 +41,7 @@ def crop_mirrored(array: np.ndarray, top: int, left: int, height: int, width: in
         return array[..., top : top + height, left : left + width].copy()
     r = mirror_indices(top, top + height, rows)
     c = mirror_indices(left, left + width, cols)
-    return array[..., r[:, None], c[None, :]]
+    return array.take(r, axis=-2).take(c, axis=-1)  # two 1-D gathers: several times faster than one 2-D fancy index
 
 
 def read_mirrored(source, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
