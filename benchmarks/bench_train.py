@@ -13,6 +13,8 @@ validate, as in accuracy_isbi.py) for the same wall-clock budget through
 - `default`: the default preset with today's defaults (bf16 autocast where the
   CPU has it natively, channels_last, validation within 10% of the time,
   freed memory kept);
+- `default-worker`: the same with one DataLoader worker, which crops and
+  augments the next batches beside the step;
 - `monai-UNet`, `monai-BasicUNet`: MONAI's networks through the same loop with
   today's defaults (pip install -r benchmarks/requirements.txt);
   `monai-UNet-fp32`: without bf16 and channels_last, to tell which is its fastest.
@@ -51,6 +53,7 @@ HELD_OUT = ("25", "26", "27", "28", "29")
 BEFORE = {"cpu_bf16": False, "channels_last": False, "val_share": 1.0}  # the previous release's settings
 RELEASE = "fa2f23d"  # the last commit of the previous release (wave 1)
 CONTENDERS = {"release": ("default", BEFORE), "before": ("default", BEFORE), "default": ("default", {}),
+               "default-worker": ("default", {"workers": 1}),
               "monai-UNet": ("monai-UNet", {}), "monai-UNet-fp32": ("monai-UNet", {"cpu_bf16": False, "channels_last": False}),
               "monai-BasicUNet": ("monai-BasicUNet", {})}
 

@@ -25,7 +25,7 @@ import yaml
 from safetensors.torch import load_file
 
 from _train_data import make_dataset
-from unetkit.checkpoint import load_train_state
+from unetkit.checkpoint import WEIGHT_FILES, load_train_state
 from unetkit.cli import main
 from unetkit.config import AugmentConfig
 from unetkit.data import PatchDataset
@@ -136,6 +136,15 @@ def test_workers_crop_in_worker_processes(train):
     trained = train(*SHAPE_RUN)
     assert trained.pids and os.getpid() not in trained.pids, f"crops ran in {trained.pids}, main is {os.getpid()}"
     assert trained.patches == [], "no patch may be cropped in the main process with --workers 2"
+
+
+def test_workers_train_the_weights_of_the_main_process(train):
+    """On a CPU the workers crop and augment; a patch depends on its sample index only, so the weights are the same."""
+    in_main, in_workers = train(*SHAPE_RUN[:-2]), train(*SHAPE_RUN)
+    main_weights, worker_weights = (load_file(t.out / WEIGHT_FILES["last"]) for t in (in_main, in_workers))
+    assert main_weights.keys() == worker_weights.keys()
+    for name, weight in main_weights.items():
+        assert torch.equal(weight, worker_weights[name]), name
 
 
 def test_folds_hold_out_the_chosen_block(train):

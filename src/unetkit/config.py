@@ -282,7 +282,7 @@ class RunConfig:
     epochs: int | None = None  # stop conditions: whichever comes first; none given: 50 epochs
     steps: int | None = None
     time_budget: float | None = None  # minutes of training over all invocations; stops cleanly and saves
-    workers: int = 0  # DataLoader worker processes (cropping only; augmentation runs on the device)
+    workers: int = 0  # DataLoader worker processes: crop (and on a CPU augment) the next batches beside the step
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA (bf16 where the GPU has it, else fp16)
     cpu_bf16: bool | None = None  # bf16 autocast on a CPU; None: on where the CPU has it natively (AVX512-BF16 or AMX)

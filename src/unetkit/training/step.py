@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..config import TrainConfig
+from ..config import AugmentConfig, TrainConfig
 from ..data import augment_batch
 from . import distributed
 from .context import Context
@@ -85,12 +85,20 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 def batch_stream(ctx: Context, start: int):
-    """Batches from step `start` on, cropped on CPU (optionally in workers), moved to the device."""
+    """Batches from step `start` on, moved to the device.
+
+    On a CPU the batch is augmented where it is collated, so with `workers` > 0
+    the crop and the augmentation of the next batches overlap the step (a
+    worker runs torch on one thread). On a GPU the augmentation runs there
+    (`prepare`). Either way a patch is a function of its sample index only.
+    """
+    on_cpu = ctx.device.type == "cpu"
     loader = torch.utils.data.DataLoader(
         ctx.dataset,
         batch_sampler=StepBatches(start, ctx.config.batch_size, ctx.world),
         num_workers=ctx.run.workers,
-        pin_memory=ctx.device.type == "cuda",
+        collate_fn=AugmentingCollate(ctx) if on_cpu else None,
+        pin_memory=not on_cpu,
         # Its own generator: drawing worker seeds from the global one would shift dropout after a resume.
         generator=torch.Generator().manual_seed(ctx.config.seed),
     )
@@ -98,10 +106,29 @@ def batch_stream(ctx: Context, start: int):
         yield {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
 
 
-def prepare(ctx: Context, batch: dict) -> dict:
-    """Augment on the device; crop the target to the model's output (valid padding)."""
-    size = ctx.dataset.target + 2 * ctx.dataset.margin
-    image, mask, weight = augment_batch(batch, ctx.config.augment, input_size=size, target_size=ctx.dataset.target)
-    if ctx.run.channels_last:
+class AugmentingCollate:
+    """A DataLoader's collate_fn that also augments: the batch leaves the loader ready for the step."""
+
+    def __init__(self, ctx: Context):
+        self.augment, self.channels_last = ctx.config.augment, ctx.run.channels_last
+        self.input_size, self.target_size = ctx.dataset.target + 2 * ctx.dataset.margin, ctx.dataset.target
+
+    def __call__(self, items: list[dict]) -> dict:
+        return augmented(torch.utils.data.default_collate(items), self.augment, self.input_size, self.target_size,
+                         self.channels_last)
+
+
+def augmented(batch: dict, augment: AugmentConfig, input_size: int, target_size: int, channels_last: bool) -> dict:
+    """The batch the step trains on: augmented, the target cropped to the model's output (valid padding)."""
+    image, mask, weight = augment_batch(batch, augment, input_size=input_size, target_size=target_size)
+    if channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
     return {"image": image, "mask": mask, **({"weight": weight} if weight is not None else {})}
+
+
+def prepare(ctx: Context, batch: dict) -> dict:
+    """A batch from `batch_stream`, augmented on the device if the loader did not augment it (GPU)."""
+    if "seed" not in batch:
+        return batch
+    return augmented(batch, ctx.config.augment, ctx.dataset.target + 2 * ctx.dataset.margin, ctx.dataset.target,
+                     ctx.run.channels_last)
