@@ -94,7 +94,8 @@ LEAN = [("fp32, seed 0", "threshold_lean-20261126-004659.json"), ("fp32, seed 1"
 SPEED = "predict_speed-20261126-005614.json"
 MEMORY = "predict_memory-20261125-163619.json"
 TRAIN = "bench_train-20261125-163641.json"
-TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json", "bench_train-20261202-024525.json"]  # bench_train.py's side-by-side format (issue 17)
+TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json", "bench_train-20261202-024525.json", "bench_train-20261202-100451.json",
+                      "bench_train-20261202-102752.json"]  # bench_train.py's side-by-side format (issue 17)
 METRICS = "metrics-20261125-172414.json"
 # Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: (data set, JSON, headline keys)
 DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest", "mean_iou")),
@@ -103,6 +104,16 @@ DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_no
             ("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap", "ap_50", "mean_iou"))]
 DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
                 "ap": "AP 0.5:0.95", "ap_50": "AP 0.5", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
+# Issue 13, why unetkit loses where it does: `accuracy_datasets.py --only unetkit --set OPTION=VALUE ...`, one variant per JSON
+DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-091350.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-094656.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-101748.json", ("ap", "ap_50", "mean_iou")),
+                    ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",)),
+                    ("amazon_forest", "accuracy_datasets-20261202-091245.json", ("iou_non_forest",)),
+                    ("amazon_forest", "accuracy_datasets-20261202-094610.json", ("iou_non_forest",)),
+                    ("amazon_forest", "accuracy_datasets-20261202-101646.json", ("iou_non_forest",))]
+FLIPS_ONLY = ("elastic_std", "rotate", "scale", "shift", "brightness", "contrast", "gamma", "noise", "blur")
 ENCODERS = [("isbi2012", 1, "accuracy_encoders-scratch-20261202-075334.json", ("pixel_error", "rand_error")),
             ("dsb2018", 3, "accuracy_encoders-scratch-20261202-075334.json", ("mean_iou", "pixel_error")),
             ("dubai_aerial", 3, "accuracy_encoders-scratch-20261202-071256.json", ("mean_iou", "pixel_error"))]  # accuracy_encoders.py scratch (issue 14): data set, channels, JSON, scores
@@ -361,7 +372,7 @@ def side_by_side_table() -> list[str]:
     lines = header(["run (JSON)", "model", "steps", "samples / s", "x release", "x previous settings", "forward", "backward",
                     "optimizer", "data share", "validation share (validations)"], right_from=2)
     labels = {"release": "unetkit `default`, previous release's code", "before": "unetkit `default`, previous settings",
-              "monai-UNet-fp32": "MONAI `UNet`, fp32 and contiguous",
+              "monai-UNet-fp32": "MONAI `UNet`, fp32 and contiguous", "default-worker": "unetkit `default`, 1 DataLoader worker",
               "default": "unetkit `default`"}
     for file in TRAIN_SIDE_BY_SIDE:
         results = load(file)["results"]
@@ -399,6 +410,21 @@ def datasets_table() -> list[str]:
         lines.append(row([f"{dataset} (`{file}`)", "steps"] + [f"{results[n]['steps']:,}" if n in results else "n/a" for n in names]))
         for key in keys:
             lines.append(row(["", DATASET_KEYS[key]] + bold_best([results.get(n, {}).get(key) for n in names], key)))
+    return lines
+
+
+def dataset_variants_table() -> list[str]:
+    """unetkit variants on one data set: training options set over the plan's, with their scores."""
+    lines = header(["data set", "options over the plan's", "steps", "scores", "JSON"], right_from=2, right_to=3)
+    for dataset, file, keys in DATASET_VARIANTS:
+        measured = load(file)
+        r = measured["results"][dataset]["unetkit"]
+        options = measured.get("unetkit_options", {})
+        flips_only = all(options.get(k) == 0 for k in FLIPS_ONLY)
+        shown = [f"`{k}={v}`" for k, v in options.items() if not (flips_only and k in FLIPS_ONLY)]
+        options = " ".join(shown + (["augmentation: flips only (the other transforms 0)"] if flips_only else [])) or "none (the plan)"
+        scores = " / ".join(f"{DATASET_KEYS[k]} {fmt(r[k])}" for k in keys)
+        lines.append(row([dataset, options, f"{r['steps']:,}", scores, f"`{file}`"]))
     return lines
 
 
@@ -484,6 +510,7 @@ TABLES = {
     "training": training_table,
     "training-side-by-side": side_by_side_table,
     "datasets": datasets_table,
+    "dataset-variants": dataset_variants_table,
     "encoders": encoders_table,
     "transfer": transfer_table,
     "metrics": metrics_table,

@@ -71,7 +71,7 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--fold", type=int, metavar="I", help="which fold to hold out (0-based)")
     opt("--refit", action=flag, help="then train the final model on every image, same steps (RUN/final; halves a time budget)")
     opt("--seed", type=int)
-    opt("--workers", type=int, metavar="N", help="DataLoader processes (default 0)")
+    opt("--workers", type=int, metavar="N", help="DataLoader processes to crop and augment beside the step (default 0)")
     opt("--device", help="auto (default), cpu, cuda, cuda:N")
     opt("--amp", action=flag, help="mixed precision on CUDA (default on)")
     opt("--cpu-bf16", action=flag, help="bf16 autocast on a CPU (default: on where the CPU has AVX512-BF16 or AMX)")
