@@ -53,7 +53,7 @@ HELD_OUT = ("25", "26", "27", "28", "29")
 BEFORE = {"cpu_bf16": False, "channels_last": False, "val_share": 1.0}  # the previous release's settings
 RELEASE = "fa2f23d"  # the last commit of the previous release (wave 1)
 CONTENDERS = {"release": ("default", BEFORE), "before": ("default", BEFORE), "default": ("default", {}),
-               "default-worker": ("default", {"workers": 1}),
+              "default-worker": ("default", {"workers": 1}),
               "monai-UNet": ("monai-UNet", {}), "monai-UNet-fp32": ("monai-UNet", {"cpu_bf16": False, "channels_last": False}),
               "monai-BasicUNet": ("monai-BasicUNet", {})}
 

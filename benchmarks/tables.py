@@ -105,14 +105,20 @@ DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_no
 DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
                 "ap": "AP 0.5:0.95", "ap_50": "AP 0.5", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
 # Issue 13, why unetkit loses where it does: `accuracy_datasets.py --only unetkit --set OPTION=VALUE ...`, one variant per JSON
+# (data set, JSON, scores[, contender: a peer's run for comparison])
 DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261202-091350.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261202-094656.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261202-101748.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-104853.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-104851.json", ("ap", "ap_50", "mean_iou")),
                     ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-091245.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-094610.json", ("iou_non_forest",)),
-                    ("amazon_forest", "accuracy_datasets-20261202-101646.json", ("iou_non_forest",))]
+                    ("amazon_forest", "accuracy_datasets-20261202-101646.json", ("iou_non_forest",)),
+                    ("amazon_forest", "accuracy_datasets-20261202-105917.json", ("iou_non_forest",)),
+                    ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",), "monai-BasicUNet"),
+                    ("amazon_forest", "accuracy_datasets-20261202-105931.json", ("iou_non_forest",), "monai-BasicUNet")]
 FLIPS_ONLY = ("elastic_std", "rotate", "scale", "shift", "brightness", "contrast", "gamma", "noise", "blur")
 ENCODERS = [("isbi2012", 1, "accuracy_encoders-scratch-20261202-075334.json", ("pixel_error", "rand_error")),
             ("dsb2018", 3, "accuracy_encoders-scratch-20261202-075334.json", ("mean_iou", "pixel_error")),
@@ -415,16 +421,17 @@ def datasets_table() -> list[str]:
 
 def dataset_variants_table() -> list[str]:
     """unetkit variants on one data set: training options set over the plan's, with their scores."""
-    lines = header(["data set", "options over the plan's", "steps", "scores", "JSON"], right_from=2, right_to=3)
-    for dataset, file, keys in DATASET_VARIANTS:
-        measured = load(file)
-        r = measured["results"][dataset]["unetkit"]
+    lines = header(["data set", "contender: options over the plan's", "seed", "steps", "scores", "JSON"], right_from=2, right_to=4)
+    for dataset, file, keys, *peer in DATASET_VARIANTS:
+        measured, contender = load(file), (peer or ["unetkit"])[0]
+        r = measured["results"][dataset][contender]
         options = measured.get("unetkit_options", {})
         flips_only = all(options.get(k) == 0 for k in FLIPS_ONLY)
         shown = [f"`{k}={v}`" for k, v in options.items() if not (flips_only and k in FLIPS_ONLY)]
         options = " ".join(shown + (["augmentation: flips only (the other transforms 0)"] if flips_only else [])) or "none (the plan)"
+        options = model_name(contender) if peer else f"unetkit: {options}"
         scores = " / ".join(f"{DATASET_KEYS[k]} {fmt(r[k])}" for k in keys)
-        lines.append(row([dataset, options, f"{r['steps']:,}", scores, f"`{file}`"]))
+        lines.append(row([dataset, options, measured["seed"], f"{r['steps']:,}", scores, f"`{file}`"]))
     return lines
 
 

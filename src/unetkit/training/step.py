@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..config import AugmentConfig, TrainConfig
+from ..config import TrainConfig
 from ..data import augment_batch
 from . import distributed
 from .context import Context
@@ -107,28 +107,23 @@ def batch_stream(ctx: Context, start: int):
 
 
 class AugmentingCollate:
-    """A DataLoader's collate_fn that also augments: the batch leaves the loader ready for the step."""
+    """A DataLoader's collate_fn that also augments (`augment`): the batch leaves the loader ready for the step."""
 
     def __init__(self, ctx: Context):
-        self.augment, self.channels_last = ctx.config.augment, ctx.run.channels_last
+        self.config, self.channels_last = ctx.config.augment, ctx.run.channels_last
         self.input_size, self.target_size = ctx.dataset.target + 2 * ctx.dataset.margin, ctx.dataset.target
 
     def __call__(self, items: list[dict]) -> dict:
-        return augmented(torch.utils.data.default_collate(items), self.augment, self.input_size, self.target_size,
-                         self.channels_last)
+        return self.augment(torch.utils.data.default_collate(items))
 
-
-def augmented(batch: dict, augment: AugmentConfig, input_size: int, target_size: int, channels_last: bool) -> dict:
-    """The batch the step trains on: augmented, the target cropped to the model's output (valid padding)."""
-    image, mask, weight = augment_batch(batch, augment, input_size=input_size, target_size=target_size)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    return {"image": image, "mask": mask, **({"weight": weight} if weight is not None else {})}
+    def augment(self, batch: dict) -> dict:
+        """The batch the step trains on: augmented, the target cropped to the model's output (valid padding)."""
+        image, mask, weight = augment_batch(batch, self.config, input_size=self.input_size, target_size=self.target_size)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return {"image": image, "mask": mask, **({"weight": weight} if weight is not None else {})}
 
 
 def prepare(ctx: Context, batch: dict) -> dict:
     """A batch from `batch_stream`, augmented on the device if the loader did not augment it (GPU)."""
-    if "seed" not in batch:
-        return batch
-    return augmented(batch, ctx.config.augment, ctx.dataset.target + 2 * ctx.dataset.margin, ctx.dataset.target,
-                     ctx.run.channels_last)
+    return AugmentingCollate(ctx).augment(batch) if "seed" in batch else batch
