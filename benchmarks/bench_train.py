@@ -81,8 +81,6 @@ def main() -> None:
 
 def measure(name: str, data: Path, minutes: float) -> dict:
     """Train `name` for `minutes`, then time its step's parts; runs in a child process."""
-    import torch
-
     import unetkit
     from unetkit.training import api
 
@@ -95,22 +93,12 @@ def measure(name: str, data: Path, minutes: float) -> dict:
         run = Path(tmp) / "run"
         unetkit.train(data / "images", data / "labels", run, time_budget=minutes, val_names=HELD_OUT,
                       build_model=builder(network), progress=False, **overrides)
-        rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
-        elapsed = torch.load(run / "train_state.pt", weights_only=True)["loop"]["elapsed"]
-    steps = int(rows[-1]["step"])
-    train_s = [float(r["step_s"]) * _steps(rows, i) for i, r in enumerate(rows) if r.get("step_s")]
-    data_s = [float(r["data_share"]) * t for r, t in zip((r for r in rows if r.get("step_s")), train_s)]
-    return {
-        "steps": steps, "fit_s": elapsed, "samples_per_s": steps * 4 / elapsed,
-        "validations": sum(bool(r.get("val_s")) for r in rows),
-        "validation_share": sum(float(r["val_s"]) for r in rows if r.get("val_s")) / elapsed,
-        "data_share": sum(data_s) / elapsed, **step_parts(network, overrides),
-    }
+        figures = run_figures(run)
+    return {**figures, **step_parts(network, overrides)}
 
 
 def measure_release(data: Path, minutes: float) -> dict:
     """Train with the previous release's code through its own CLI; its whole-run figures."""
-    import torch
 
     with tempfile.TemporaryDirectory() as tmp:
         code, run = Path(tmp) / "release", Path(tmp) / "run"
@@ -120,13 +108,27 @@ def measure_release(data: Path, minutes: float) -> dict:
         command = [sys.executable, "-m", "unetkit", "train", "--images", str(data / "images"), "--masks", str(data / "labels"),
                    "--out", str(run), "--time-budget", str(minutes), "--val-names", *HELD_OUT, "--quiet"]
         subprocess.run(command, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(code / "src")})
-        rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
-        elapsed = torch.load(run / "train_state.pt", weights_only=True)["loop"]["elapsed"]
+        return {**run_figures(run), "code": RELEASE}
+
+
+def run_figures(run: Path) -> dict:
+    """Whole-run figures off a run's metrics.csv and train_state.pt (today's layout or the release's).
+
+    The release validated after every epoch without timing it: its validation
+    share is then everything outside the steps, one validation per row.
+    """
+    import torch
+
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    elapsed = torch.load(run / "train_state.pt", weights_only=True)["loop"]["elapsed"]
+    stepped = [(r, float(r["step_s"]) * _steps(rows, i)) for i, r in enumerate(rows) if r.get("step_s")]
+    validations = [float(r["val_s"]) for r in rows if r.get("val_s")]
+    timed = "val_s" in rows[0]
     steps = int(rows[-1]["step"])
-    train_s = [float(r["step_s"]) * _steps(rows, i) for i, r in enumerate(rows)]
-    data_s = sum(float(r["data_share"]) * t for r, t in zip(rows, train_s))
-    return {"steps": steps, "fit_s": elapsed, "samples_per_s": steps * 4 / elapsed, "validations": len(rows),
-            "validation_share": 1 - sum(train_s) / elapsed, "data_share": data_s / elapsed, "code": RELEASE}
+    return {"steps": steps, "fit_s": elapsed, "samples_per_s": steps * 4 / elapsed,
+            "validations": len(validations) if timed else len(rows),
+            "validation_share": (sum(validations) if timed else elapsed - sum(t for _, t in stepped)) / elapsed,
+            "data_share": sum(float(r["data_share"]) * t for r, t in stepped) / elapsed}
 
 
 def _steps(rows: list[dict], i: int) -> int:

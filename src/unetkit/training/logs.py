@@ -7,7 +7,7 @@ from pathlib import Path
 from ..io import write_text
 from ..model import count_parameters
 from .context import Context, Loop
-from .refit import REFIT_BUDGET_SHARE
+from .refit import held_out_minutes
 
 METRICS_FILE = "metrics.csv"
 PLOT_EVERY_S = 120.0  # curves.png is redrawn at most this often, and at the end: a redraw costs ~0.6 s (2% of a run at 30 s)
@@ -62,9 +62,10 @@ def print_plan(ctx: Context, loop: Loop, n_train: int) -> None:
     from tqdm import tqdm
 
     c = ctx.config
-    budget = ctx.run.time_budget and f"{ctx.run.time_budget:g} min"
+    minutes = held_out_minutes(ctx.run, c)
+    budget = minutes and f"{minutes:g} min"
     if budget and c.refit:
-        budget = f"{ctx.run.time_budget * REFIT_BUDGET_SHARE:g} min (of {budget}: the final model on every image gets the rest)"
+        budget += f" (of {ctx.run.time_budget:g} min: the final model on every image gets the rest)"
     stop = [f"{loop.total_steps} steps" if loop.total_steps else None, budget]
     params = count_parameters(ctx.net)
     tqdm.write(

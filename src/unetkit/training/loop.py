@@ -14,7 +14,7 @@ from . import distributed
 from .context import Context, Loop, call_hook
 from .logs import PLOT_EVERY_S, print_row, print_summary, write_metrics
 from .state import save_checkpoint
-from .step import batch_stream, learning_rate, prepare, set_learning_rate, train_step
+from .step import batch_stream, learning_rate, set_learning_rate, train_step
 from .stopping import Stopper
 from .transfer import follow_freeze
 from .validate import calibrate_batch_norm, validate
@@ -58,7 +58,7 @@ def train_one_epoch(ctx: Context, loop: Loop, stream, stopper: Stopper) -> dict:
         set_learning_rate(ctx.optimizer, lr)
         follow_freeze(ctx.net, ctx.config, loop.step)
         with timer.waiting():
-            batch = prepare(ctx, next(stream))
+            batch = next(stream)
         losses.append(train_step(ctx, batch))
         loop.step += 1
         rate = len(losses) * ctx.config.batch_size / timer.total

@@ -17,11 +17,16 @@ import shutil
 from pathlib import Path
 
 from ..checkpoint import CONFIG_FILE, FINAL_DIR, FINAL_MARK, STATE_FILE, read_config
-from ..config import RunConfig
+from ..config import RunConfig, TrainConfig
 from ..io import write_text
 from .options import Recipe, stored_configs
 
 REFIT_BUDGET_SHARE = 0.5  # of a time budget, for the held-out run
+
+
+def held_out_minutes(run: RunConfig, train: TrainConfig) -> float | None:
+    """The held-out run's share of the time budget: all of it, or REFIT_BUDGET_SHARE when a final model follows."""
+    return run.time_budget * (REFIT_BUDGET_SHARE if train.refit else 1.0) if run.time_budget else None
 
 
 def final_configs(out: Path, steps: int, elapsed_s: float) -> tuple[Recipe, RunConfig]:

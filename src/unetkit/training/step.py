@@ -85,25 +85,26 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 def batch_stream(ctx: Context, start: int):
-    """Batches from step `start` on, moved to the device.
+    """Batches from step `start` on, augmented and on the device: what the step trains on.
 
     On a CPU the batch is augmented where it is collated, so with `workers` > 0
     the crop and the augmentation of the next batches overlap the step (a
-    worker runs torch on one thread). On a GPU the augmentation runs there
-    (`prepare`). Either way a patch is a function of its sample index only.
+    worker runs torch on one thread); on a GPU it is augmented there. Either
+    way a patch is a function of its sample index only.
     """
-    on_cpu = ctx.device.type == "cpu"
+    augmenter, on_cpu = AugmentingCollate(ctx), ctx.device.type == "cpu"
     loader = torch.utils.data.DataLoader(
         ctx.dataset,
         batch_sampler=StepBatches(start, ctx.config.batch_size, ctx.world),
         num_workers=ctx.run.workers,
-        collate_fn=AugmentingCollate(ctx) if on_cpu else None,
+        collate_fn=augmenter if on_cpu else None,
         pin_memory=not on_cpu,
         # Its own generator: drawing worker seeds from the global one would shift dropout after a resume.
         generator=torch.Generator().manual_seed(ctx.config.seed),
     )
     for batch in loader:
-        yield {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+        yield batch if on_cpu else augmenter.augment(batch)
 
 
 class AugmentingCollate:
@@ -122,8 +123,3 @@ class AugmentingCollate:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         return {"image": image, "mask": mask, **({"weight": weight} if weight is not None else {})}
-
-
-def prepare(ctx: Context, batch: dict) -> dict:
-    """A batch from `batch_stream`, augmented on the device if the loader did not augment it (GPU)."""
-    return AugmentingCollate(ctx).augment(batch) if "seed" in batch else batch

@@ -9,7 +9,7 @@ import time
 
 from . import distributed
 from .context import Context, Loop
-from .refit import REFIT_BUDGET_SHARE
+from .refit import held_out_minutes
 
 
 class Stopper:
@@ -22,8 +22,8 @@ class Stopper:
 
     def __init__(self, ctx: Context, loop: Loop):
         self.ctx, self.begin, self.start_elapsed = ctx, time.perf_counter(), loop.elapsed
-        share = REFIT_BUDGET_SHARE if ctx.config.refit else 1.0  # the final model on every image gets the rest
-        self.budget = ctx.run.time_budget * 60 * share if ctx.run.time_budget else None
+        minutes = held_out_minutes(ctx.run, ctx.config)  # with --refit the final model on every image gets the rest
+        self.budget = minutes * 60 if minutes else None
         self.signalled = False
         self.interrupted = False  # SIGINT (Ctrl-C) among the signals: `train` re-raises it once the run is saved
         self.last = (0.0, 0.0)  # (stop, progress) agreed for the current step
