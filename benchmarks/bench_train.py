@@ -11,7 +11,7 @@ validate, as in accuracy_isbi.py) for the same wall-clock budget through
   contiguous tensors, validation after every epoch, glibc's default malloc
   (it has this wave's faster data pipeline, so it is the stricter baseline);
 - `default`: the default preset with today's defaults (bf16 autocast where the
-  CPU has it natively, channels_last, validation within 10% of the time,
+  CPU has it natively, channels_last, validation within 5% of the time,
   freed memory kept);
 - `default-worker`: the same with one DataLoader worker, which crops and
   augments the next batches beside the step;

@@ -287,7 +287,7 @@ class RunConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 where the GPU has it, else fp16)
     cpu_bf16: bool | None = None  # bf16 autocast on a CPU; None: on where the CPU has it natively (AVX512-BF16 or AMX)
     channels_last: bool = True  # NHWC tensors: faster convolutions on CPUs (oneDNN) and tensor cores
-    val_share: float = 0.1  # validation (with BN calibration) at most this share of the training time; >= 1: every epoch
+    val_share: float = 0.05  # validation (with BN calibration) at most this share of the training time; >= 1: every epoch
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
     save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes

@@ -76,7 +76,7 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--amp", action=flag, help="mixed precision on CUDA (default on)")
     opt("--cpu-bf16", action=flag, help="bf16 autocast on a CPU (default: on where the CPU has AVX512-BF16 or AMX)")
     opt("--channels-last", action=flag, help="NHWC memory layout, faster convolutions (default on)")
-    opt("--val-share", type=float, metavar="F", help="validate when it keeps validation within F of the training time (default 0.1; 1: every epoch)")
+    opt("--val-share", type=float, metavar="F", help="validate when it keeps validation within F of the training time (default 0.05; 1: every epoch)")
     opt("--grad-clip", type=float, metavar="NORM", help="default 1; 0 switches clipping off")
     opt("--deterministic", action=flag, help="deterministic kernels: bitwise repeatable runs")
     opt("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
