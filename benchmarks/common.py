@@ -11,6 +11,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name on Linux (the platform string names the kernel, not the CPU)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
 def machine() -> dict:
     """The facts a reader needs to compare figures across machines."""
     import numpy
@@ -22,6 +31,7 @@ def machine() -> dict:
         "unetkit": unetkit.__version__,
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

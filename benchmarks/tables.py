@@ -62,13 +62,18 @@ PAIRED = [
     PairedRun("fp32, seed 0, earlier run", "accuracy_isbi-20261125-203823.json"),
 ]
 FP32_SEEDS = PAIRED[:3]
-# Issue 17: the speed defaults (bf16 where native, channels_last, validation within 10% of the time), one model per JSON.
-SPEED_DEFAULTS = [("unetkit-default", 0, "accuracy_isbi-20261202-013831.json"),
-                  ("unetkit-default", 1, "accuracy_isbi-20261202-015343.json"),
-                  ("unetkit-default", 2, "accuracy_isbi-20261202-020855.json"),
-                  ("monai-UNet", 0, "accuracy_isbi-20261202-022409.json"),
-                  ("monai-UNet", 1, "accuracy_isbi-20261202-030727.json"),
-                  ("monai-UNet", 2, "accuracy_isbi-20261202-093358.json")]
+# Issue 17: the speed defaults (bf16 where native, channels_last, validation on a time share), one model per JSON:
+# (model, settings, seed, JSON). Session 10 ran on another machine (`cpu_model` in its JSONs), with validation at 5%.
+TEN_PERCENT, FIVE_PERCENT = "speed defaults, validation 10%", "speed defaults, validation 5%, session 10's machine"
+SPEED_DEFAULTS = [("unetkit-default", TEN_PERCENT, 0, "accuracy_isbi-20261202-013831.json"),
+                  ("unetkit-default", TEN_PERCENT, 1, "accuracy_isbi-20261202-015343.json"),
+                  ("unetkit-default", TEN_PERCENT, 2, "accuracy_isbi-20261202-020855.json"),
+                  ("monai-UNet", TEN_PERCENT, 0, "accuracy_isbi-20261202-022409.json"),
+                  ("monai-UNet", TEN_PERCENT, 1, "accuracy_isbi-20261202-030727.json"),
+                  ("monai-UNet", TEN_PERCENT, 2, "accuracy_isbi-20261202-093358.json"),
+                  ("unetkit-default", FIVE_PERCENT, 0, "accuracy_isbi-20261202-131147.json"),
+                  ("unetkit-default", FIVE_PERCENT, 1, "accuracy_isbi-20261202-132701.json"),
+                  ("unetkit-default", FIVE_PERCENT, 2, "accuracy_isbi-20261202-134218.json")]
 # The sweep that chose the default: (variant, contender name, JSON with its scores, note)
 SWEEP = [
     ("`default`: width 16, depth 4, batch norm, same padding", "unetkit-default", "accuracy_isbi-20261125-191931.json", ""),
@@ -95,7 +100,7 @@ SPEED = "predict_speed-20261126-005614.json"
 MEMORY = "predict_memory-20261125-163619.json"
 TRAIN = "bench_train-20261125-163641.json"
 TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json", "bench_train-20261202-024525.json", "bench_train-20261202-100451.json",
-                      "bench_train-20261202-102752.json"]  # bench_train.py's side-by-side format (issue 17)
+                      "bench_train-20261202-102752.json", "bench_train-20261202-125442.json"]  # bench_train.py's side-by-side format (issue 17)
 METRICS = "metrics-20261125-172414.json"
 # Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: (data set, JSON, headline keys)
 DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest", "mean_iou")),
@@ -236,14 +241,14 @@ def isbi_speed_defaults() -> list[str]:
     keys = [("pixel error (p > 0.5)", "stack", "pixel_error"), ("Rand error, stack", "stack", "rand_error"),
             ("warping error, stack", "stack", "warping_error"), ("Rand error, per-image mean", "mean", "rand_error")]
     lines = header(["model", "settings", "seed", "steps"] + [k[0] for k in keys] + ["JSON"], right_from=2)
-    seeds = {}  # model -> its runs, for the means
-    for name, seed, file in SPEED_DEFAULTS:
+    seeds = {}  # (model, settings) -> its runs, for the means
+    for name, settings, seed, file in SPEED_DEFAULTS:
         r = load(file)["results"][name]
-        seeds.setdefault(name, []).append(r)
-        lines.append(row([model_name(name), "speed defaults", seed, f"{r['train_steps']:,}"]
+        seeds.setdefault((name, settings), []).append(r)
+        lines.append(row([model_name(name), settings, seed, f"{r['train_steps']:,}"]
                          + [fmt(r[part][key]) for _, part, key in keys] + [f"`{file}`"]))
-    for name, runs in seeds.items():
-        lines.append(row([model_name(name), "speed defaults", f"mean of {len(runs)}",
+    for (name, settings), runs in seeds.items():
+        lines.append(row([model_name(name), settings, f"mean of {len(runs)}",
                           f"{statistics.mean(r['train_steps'] for r in runs):,.0f}"]
                          + [fmt(statistics.mean(r[part][key] for r in runs)) for _, part, key in keys] + [""]))
     for name in ("unetkit-default", "monai-UNet"):
@@ -379,6 +384,7 @@ def side_by_side_table() -> list[str]:
                     "optimizer", "data share", "validation share (validations)"], right_from=2)
     labels = {"release": "unetkit `default`, previous release's code", "before": "unetkit `default`, previous settings",
               "monai-UNet-fp32": "MONAI `UNet`, fp32 and contiguous", "default-worker": "unetkit `default`, 1 DataLoader worker",
+              "default-val10": "unetkit `default`, validation within 10%",
               "default": "unetkit `default`"}
     for file in TRAIN_SIDE_BY_SIDE:
         results = load(file)["results"]
