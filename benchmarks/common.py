@@ -50,12 +50,27 @@ def machine() -> dict:
 
 
 def save(name: str, result: dict) -> Path:
-    """Write `results/NAME-YYYYmmdd-HHMMSS.json` with the date and machine info; print and return its path."""
+    """Write `results/NAME-YYYYmmdd-HHMMSS.json` with the date and machine info; print and return its path.
+
+    Two benchmarks ending in the same second (one per core) get `-2`, `-3`, ... rather than one overwriting the other.
+    """
     from unetkit.io import write_text
 
     now = datetime.datetime.now()
-    path = RESULTS / f"{name}-{now:%Y%m%d-%H%M%S}.json"
+    path = _claim(f"{name}-{now:%Y%m%d-%H%M%S}")
     record = {"date": now.isoformat(timespec="seconds"), "machine": machine(), **result}
     write_text(path, json.dumps(record, indent=2, default=str) + "\n")
     print(f"saved {path.relative_to(RESULTS.parent.parent)}")
     return path
+
+
+def _claim(stem: str) -> Path:
+    """A new results path for `stem`, reserved by creating it (O_EXCL), so no concurrent save takes it too."""
+    for n in range(1, 100):
+        path = RESULTS / f"{stem}{'' if n == 1 else f'-{n}'}.json"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free results name for {stem}")
