@@ -100,7 +100,7 @@ SPEED = "predict_speed-20261126-005614.json"
 MEMORY = "predict_memory-20261125-163619.json"
 TRAIN = "bench_train-20261125-163641.json"
 TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json", "bench_train-20261202-024525.json", "bench_train-20261202-100451.json",
-                      "bench_train-20261202-102752.json", "bench_train-20261202-125442.json"]  # bench_train.py's side-by-side format (issue 17)
+                      "bench_train-20261202-102752.json", "bench_train-20261202-125442.json", "bench_train-20261202-142848.json"]  # bench_train.py's side-by-side format (issue 17)
 METRICS = "metrics-20261125-172414.json"
 # Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: (data set, JSON, headline keys)
 DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest", "mean_iou")),
@@ -124,6 +124,9 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("amazon_forest", "accuracy_datasets-20261202-105917.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",), "monai-BasicUNet"),
                     ("amazon_forest", "accuracy_datasets-20261202-105931.json", ("iou_non_forest",), "monai-BasicUNet")]
+# Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
+# last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
+DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json"]
 FLIPS_ONLY = ("elastic_std", "rotate", "scale", "shift", "brightness", "contrast", "gamma", "noise", "blur")
 ENCODERS = [("isbi2012", 1, "accuracy_encoders-scratch-20261202-075334.json", ("pixel_error", "rand_error")),
             ("dsb2018", 3, "accuracy_encoders-scratch-20261202-075334.json", ("mean_iou", "pixel_error")),
@@ -441,6 +444,19 @@ def dataset_variants_table() -> list[str]:
     return lines
 
 
+def dataset_weights_table() -> list[str]:
+    """Runs of the plan and of a variant, each scored with the best weights (what predict uses) and the last."""
+    lines = header(["data set", "options over the plan's", "steps", "best weights", "last weights", "JSON"], right_from=2)
+    for file in DATASET_WEIGHTS:
+        for dataset, runs in load(file)["results"].items():
+            for r in runs:
+                keys = list(r["best"])
+                cells = [" / ".join(f"{DATASET_KEYS[k]} {fmt(r[w][k])}" for k in keys) for w in ("best", "last")]
+                lines.append(row([dataset, f"`{r['options']}`" if r["options"] else "none (the plan)", f"{r['steps']:,}",
+                                  *cells, f"`{file}`"]))
+    return lines
+
+
 def encoders_table() -> list[str]:
     """Per data set: the default U-Net and library encoders trained from random weights for the same time."""
     speed = load(ENCODER_SPEED)["results"]
@@ -524,6 +540,7 @@ TABLES = {
     "training-side-by-side": side_by_side_table,
     "datasets": datasets_table,
     "dataset-variants": dataset_variants_table,
+    "dataset-weights": dataset_weights_table,
     "encoders": encoders_table,
     "transfer": transfer_table,
     "metrics": metrics_table,
