@@ -117,6 +117,8 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("dsb2018", "accuracy_datasets-20261202-101748.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261202-104853.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261202-104851.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-145553.json", ("ap", "ap_50", "mean_iou")),  # session 10's machine
+                    ("dsb2018", "accuracy_datasets-20261202-145554.json", ("ap", "ap_50", "mean_iou")),
                     ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-091245.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-094610.json", ("iou_non_forest",)),
