@@ -82,7 +82,25 @@ def split(name: str, out: Path) -> dict:
                 part = "test" if test is None or path.stem in test else "train"
                 (base / part / kind).mkdir(parents=True, exist_ok=True)
                 (base / part / kind / path.name).symlink_to(path)
+    return split_folders(name, out)
+
+
+def split_folders(name: str, out: Path) -> dict:
+    """The (images, masks) folders of the train and test parts `split` made under `out`."""
+    base = out / "data" / name
     return {part: (base / part / "images", base / part / "masks") for part in ("train", "test")}
+
+
+def unetkit_run_dir(out: Path, dataset: str, options: dict | str) -> Path:
+    """The unetkit run's folder: `unetkit`, or `unetkit-K=V-...` for a variant (options as a dict or that suffix)."""
+    suffix = options if isinstance(options, str) else "-".join(f"{k}={v}" for k, v in options.items())
+    return out / dataset / ("unetkit" + (f"-{suffix}" if suffix else ""))
+
+
+def run_facts(run: Path) -> dict:
+    """The steps a finished unetkit run trained and the plan it ran."""
+    steps = int((run / "metrics.csv").read_text().splitlines()[-1].split(",")[1])
+    return {"steps": steps, "plan": {c["option"]: c["value"] for c in read_config(run)["plan"]["choices"]}}
 
 
 # ----------------------------------------------------------------- unetkit: the folders, nothing else
@@ -191,16 +209,15 @@ def score(dataset: str, predictions: Path, data: dict, unetkit_run: Path) -> dic
 def run_dataset(dataset: str, args) -> dict:
     data = split(dataset, args.out)
     base = args.out / dataset
-    variant = "".join(f"-{k}={v}" for k, v in args.set.items())  # a variant's run beside the plan's
-    unetkit_run = base / f"unetkit{variant}"
+    unetkit_run = unetkit_run_dir(args.out, dataset, args.set)  # a variant's run beside the plan's
     results = {}
     for name in args.only:
         print(f"== {dataset} / {name}: {args.minutes:g} min", flush=True)
         start = time.perf_counter()
         if name == "unetkit":
             predictions = run_unetkit(data, unetkit_run, args.minutes, args.seed, args.set)
-            steps = int((unetkit_run / "metrics.csv").read_text().splitlines()[-1].split(",")[1])
-            extra = {"plan": {c["option"]: c["value"] for c in read_config(unetkit_run)["plan"]["choices"]}}
+            facts = run_facts(unetkit_run)
+            steps, extra = facts["steps"], {"plan": facts["plan"]}
         else:
             predictions, steps = run_monai(name, data, unetkit_run, base / name, args.minutes, args.seed)
             extra = {}

@@ -101,7 +101,6 @@ def measure(name: str, data: Path, minutes: float) -> dict:
 
 def measure_release(data: Path, minutes: float) -> dict:
     """Train with the previous release's code through its own CLI; its whole-run figures."""
-
     with tempfile.TemporaryDirectory() as tmp:
         code, run = Path(tmp) / "release", Path(tmp) / "run"
         code.mkdir()

@@ -17,17 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy_datasets as benchmark  # noqa: E402
 from common import save  # noqa: E402
-from unetkit.checkpoint import read_config  # noqa: E402
 from unetkit.prediction import PredictConfig, predict_files  # noqa: E402
 
 
 def rescore(out: Path, dataset: str, options: str) -> dict:
-    base = out / "data" / dataset
-    data = {part: (base / part / "images", base / part / "masks") for part in ("train", "test")}
-    run = out / dataset / ("unetkit" + (f"-{options}" if options else ""))
-    steps = int((run / "metrics.csv").read_text().splitlines()[-1].split(",")[1])
-    entry = {"run": str(run), "options": options, "steps": steps,
-             "plan": {c["option"]: c["value"] for c in read_config(run)["plan"]["choices"]}}
+    data, run = benchmark.split_folders(dataset, out), benchmark.unetkit_run_dir(out, dataset, options)
+    entry = {"run": str(run), "options": options, **benchmark.run_facts(run)}
     for weights in ("best", "last"):
         predictions = out / dataset / f"{run.name}-{weights}-predictions"
         predict_files(run, [data["test"][0]], predictions, PredictConfig(weights=weights))
