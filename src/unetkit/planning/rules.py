@@ -122,7 +122,10 @@ def class_balance(fp: Fingerprint) -> Rules:
     else:
         weights = ("median", f"{len(shares)} classes, {listed}: median frequency (inverse would weigh the rarest "
                              f"{1 / (len(shares) * rarest):.0f}x)")
-    if rarest < RARE_SHARE:
+    if fp.instances:
+        loss = ("ce+dice", "instance masks: Dice counts each object's overlap, not its pixels "
+                           "(DSB 2018, 10 min: AP 0.30 -> 0.33, mean IoU 0.878 -> 0.885)")
+    elif rarest < RARE_SHARE:
         loss = ("ce+dice", f"rarest class {rarest:.1%} of the pixels: Dice counts it by overlap, not by pixels")
     else:
         loss = (TrainConfig().loss, f"rarest class {rarest:.1%} of the pixels: cross-entropy")
