@@ -102,11 +102,13 @@ TRAIN = "bench_train-20261125-163641.json"
 TRAIN_SIDE_BY_SIDE = ["bench_train-20261202-012029.json", "bench_train-20261202-024525.json", "bench_train-20261202-100451.json",
                       "bench_train-20261202-102752.json", "bench_train-20261202-125442.json", "bench_train-20261202-142848.json"]  # bench_train.py's side-by-side format (issue 17)
 METRICS = "metrics-20261125-172414.json"
-# Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: (data set, JSON, headline keys)
-DATASETS = [("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest", "mean_iou")),
-            ("dubai_aerial", "accuracy_datasets-20261202-043629.json", ("mean_iou_5_classes", "mean_iou_all")),
-            ("isbi2012", "accuracy_datasets-20261202-050704.json", ("pixel_error", "rand_error", "warping_error")),
-            ("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap", "ap_50", "mean_iou"))]
+# Issue 13: benchmarks/accuracy_datasets.py, one invocation (JSON) per data set: data set -> JSON
+HEADLINES = {"amazon_forest": ("iou_non_forest", "mean_iou"), "dubai_aerial": ("mean_iou_5_classes", "mean_iou_all"),
+             "isbi2012": ("pixel_error", "rand_error", "warping_error"), "dsb2018": ("ap", "ap_50", "mean_iou")}
+DATASETS_15 = {"amazon_forest": "accuracy_datasets-20261202-160747.json", "dubai_aerial": "accuracy_datasets-20261202-170212.json",
+               "isbi2012": "accuracy_datasets-20261202-165333.json", "dsb2018": "accuracy_datasets-20261202-161047.json"}  # session 11, the issue's 15 min
+DATASETS_10 = {"amazon_forest": "accuracy_datasets-20261202-040101.json", "dubai_aerial": "accuracy_datasets-20261202-043629.json",
+               "isbi2012": "accuracy_datasets-20261202-050704.json", "dsb2018": "accuracy_datasets-20261202-053957.json"}  # session 7
 DATASET_KEYS = {"iou_non_forest": "IoU non-forest", "mean_iou": "mean IoU", "mean_iou_5_classes": "mean IoU, 5 classes", "mean_iou_all": "mean IoU, all 7 colours",
                 "ap": "AP 0.5:0.95", "ap_50": "AP 0.5", "pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
 # Issue 13, why unetkit loses where it does: `accuracy_datasets.py --only unetkit --set OPTION=VALUE ...`, one variant per JSON
@@ -417,12 +419,13 @@ def training_speed_table() -> list[str]:
     return lines
 
 
-def datasets_table() -> list[str]:
+def datasets_table(files: dict[str, str]) -> list[str]:
     """Each data set's headline scores: unetkit with the folders only against MONAI's networks in a plain loop."""
     names = ["unetkit", "monai-UNet", "monai-BasicUNet"]
     lines = header(["data set (JSON)", "score"] + ["unetkit (plan)" if n == "unetkit" else model_name(n) for n in names],
                    right_from=2)
-    for dataset, file, keys in DATASETS:
+    for dataset, file in files.items():
+        keys = HEADLINES[dataset]
         results = load(file)["results"][dataset]
         lines.append(row([f"{dataset} (`{file}`)", "steps"] + [f"{results[n]['steps']:,}" if n in results else "n/a" for n in names]))
         for key in keys:
@@ -540,7 +543,8 @@ TABLES = {
     "memory": memory_table,
     "training": training_table,
     "training-side-by-side": side_by_side_table,
-    "datasets": datasets_table,
+    "datasets": lambda: datasets_table(DATASETS_15),
+    "datasets-10min": lambda: datasets_table(DATASETS_10),
     "dataset-variants": dataset_variants_table,
     "dataset-weights": dataset_weights_table,
     "encoders": encoders_table,

@@ -10,9 +10,10 @@ import pytest
 import torch
 import yaml
 
+from _runs import save_run
 from _train_data import make_dataset
 from unetkit import create_model
-from unetkit.checkpoint import load_run, save_config, save_weights
+from unetkit.checkpoint import load_run
 from unetkit.cli import main
 from unetkit.config import DataConfig
 from unetkit.io import read_image
@@ -48,9 +49,7 @@ def make_run(folder, name):
     spec = dict(MODELS[name])
     model = create_model(spec.pop("preset"), **spec)
     data = DataConfig(n_classes=2, mask_kind="values", mask_values=(0, 255), normalization="percentile", class_weights=(1.0, 1.25))
-    save_config(folder, model.config, data, split={"train": ["00", "01", "02"], "val": ["03"]})
-    save_weights(folder, model)
-    return folder
+    return save_run(folder, model, data, split={"train": ["00", "01", "02"], "val": ["03"]})
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,15 @@ import pickle
 import pytest
 import torch
 
+from _runs import save_run
 from unetkit import DataConfig, UserError, create_model, load
-from unetkit.checkpoint import load_run, load_train_state, save_config, save_train_state, save_weights
+from unetkit.checkpoint import load_run, load_train_state, save_config, save_train_state
 
 
 def make_run(path):
     torch.manual_seed(0)
     model = create_model("tiny")
-    save_config(path, model.config, DataConfig())
-    save_weights(path, model)
+    save_run(path, model)
     return model
 
 

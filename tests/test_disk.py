@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _runs import save_run
 from crashing import check_predictions
-from unetkit import DataConfig, create_model
-from unetkit.checkpoint import save_config, save_weights
+from unetkit import create_model
 from unetkit.cli import main
 from unetkit.io import write_image
 
@@ -30,8 +30,7 @@ def small_disk(tmp_path):
 def run_and_image(tmp_path):
     run = tmp_path / "run"
     model = create_model("tiny")
-    save_config(run, model.config, DataConfig())
-    save_weights(run, model)
+    save_run(run, model)
     image = tmp_path / "in" / "big.png"
     write_image(image, np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8))
     return run, image

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,8 +13,10 @@ from safetensors.torch import load_file
 import unetkit
 from _train_data import TINY, make_dataset
 from unetkit.checkpoint import load_train_state
-from unetkit.config import TrainConfig
+from unetkit.config import RunConfig, TrainConfig
+from unetkit.training.context import Loop
 from unetkit.training.step import learning_rate
+from unetkit.training.stopping import Stopper
 
 
 @pytest.fixture
@@ -95,8 +98,15 @@ def test_sigterm_stops_cleanly_and_saves(data, tmp_path):
 def test_time_budget_stops_and_saves(data, tmp_path):
     run = unetkit.train(*data, tmp_path / "run", time_budget=0.03, **TINY)  # 1.8 s
     loop = load_train_state(run)["loop"]
-    assert loop["total_steps"] is None and loop["step"] > 0 and loop["elapsed"] >= 1.8
+    assert loop["total_steps"] is None and loop["step"] > 0 and loop["elapsed"] >= 0.9  # at least half: room kept for validation
     assert json.loads((run / "config.json").read_text())["run"]["time_budget"] == 0.03
+
+
+def test_the_time_budget_keeps_room_for_the_last_validation():
+    stopper = Stopper(SimpleNamespace(run=RunConfig(time_budget=10), config=TrainConfig()), Loop())
+    assert stopper.training_budget(Loop()) == 600
+    assert stopper.training_budget(Loop(history=[{"val_s": 20.0}, {"step": 5}, {"val_s": 40.0}])) == 570  # their mean
+    assert stopper.training_budget(Loop(history=[{"val_s": 500.0}])) == 300  # never under half the budget
 
 
 def test_resume_may_extend_but_not_change_the_recipe(data, tmp_path):

@@ -6,9 +6,9 @@ import onnx
 import pytest
 import torch
 
+from _runs import save_run
 from unetkit import UserError, create_model
-from unetkit.checkpoint import load_run, save_config, save_weights
-from unetkit.config import DataConfig
+from unetkit.checkpoint import load_run
 from unetkit.prediction import predict
 from unetkit.prediction.export import FORMATS, export_model, export_run, onnx_logits_fn, parity_inputs, torchscript_logits_fn
 
@@ -54,9 +54,7 @@ def test_parity_inputs_differ_from_the_traced_shape():
 def run_dir(tmp_path):
     model = model_of("same")
     run = tmp_path / "run"
-    save_config(run, model.config, DataConfig())
-    save_weights(run, model)
-    return run
+    return save_run(run, model)
 
 
 def test_export_run_writes_into_the_run_with_its_config(run_dir):

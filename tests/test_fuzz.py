@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _runs import save_run
 from fuzzing import Hang, changes, damage_run, fingerprint, load_run_outcome, mutate, read_outcome, seeds, time_limit
-from unetkit import DataConfig, create_model
-from unetkit.checkpoint import save_config, save_train_state, save_weights
+from unetkit import create_model
+from unetkit.checkpoint import save_train_state
 from unetkit.cli import main
 from unetkit.io import read_image
 from unetkit.prediction.ledger import STATE_DIR
@@ -39,9 +40,7 @@ def test_readers_answer_every_damaged_file(seed, case):
 def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     model = create_model("tiny")
-    save_config(run, model.config, DataConfig())
-    save_weights(run, model)
-    return run
+    return save_run(run, model)
 
 
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
@@ -75,8 +74,7 @@ def test_damaged_run_folders_load_or_fail_in_one_line(case):
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         model = create_model("tiny")
-        save_config(run, model.config, DataConfig())
-        save_weights(run, model)
+        save_run(run, model)
         save_train_state(run, {"loop": {"step": 3}, "rng": torch.get_rng_state()})
         damage_run(run, rng)
         before = fingerprint(run)

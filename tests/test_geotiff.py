@@ -5,8 +5,8 @@ import pytest
 import tifffile
 import torch
 
+from _runs import save_run
 from unetkit import create_model
-from unetkit.checkpoint import save_config, save_weights
 from unetkit.config import DataConfig
 from unetkit.io import geo_tags, write_image
 from unetkit.prediction import InstanceConfig, PredictConfig, predict_files
@@ -24,9 +24,7 @@ GEOREFERENCING = {  # (code, type, count, value): TIFF types 2 text, 3 short, 12
 def run(path, channels=1):
     torch.manual_seed(0)
     model = create_model("tiny", in_channels=channels).eval()
-    save_config(path, model.config, DataConfig(in_channels=channels))
-    save_weights(path, model)
-    return path
+    return save_run(path, model, DataConfig(in_channels=channels))
 
 
 def geotiff(path, placement):

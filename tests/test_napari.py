@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from _runs import save_run
 from unetkit import create_model, predict
-from unetkit.checkpoint import save_config, save_weights
 from unetkit.cli import main
-from unetkit.config import DataConfig
 from unetkit.io import read_image, write_image
 from unetkit.napari.reader import get_reader, read_prediction
 from unetkit.synthetic import generate
@@ -78,9 +77,7 @@ def run_dir(tmp_path, section):
     head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     with torch.no_grad():
         head.bias[1] -= float(margin[k] + margin[k + 1]) / 2  # between two pixels: none sits on the boundary
-    save_config(tmp_path / "run", model.config, DataConfig())
-    save_weights(tmp_path / "run", model)
-    return tmp_path / "run"
+    return save_run(tmp_path / "run", model)
 
 
 @pytest.fixture

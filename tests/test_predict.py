@@ -7,8 +7,8 @@ import tifffile
 import torch
 
 import unetkit
+from _runs import save_run
 from unetkit import UserError, create_model
-from unetkit.checkpoint import save_config, save_weights
 from unetkit.config import DataConfig
 from unetkit.data import normalize
 from unetkit.io import read_image, write_image
@@ -23,9 +23,7 @@ def tiny(**overrides):
 
 
 def make_run(path, model, data=None):
-    save_config(path, model.config, data or DataConfig(in_channels=model.config.in_channels, n_classes=model.config.n_classes))
-    save_weights(path, model)
-    return path
+    return save_run(path, model, data or DataConfig(in_channels=model.config.in_channels, n_classes=model.config.n_classes))
 
 
 def forward(model, x):

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from _runs import save_run
 from unetkit import create_model
-from unetkit.checkpoint import save_config, save_weights
 from unetkit.cli import main
-from unetkit.config import DataConfig
 from unetkit.io import read_image, write_image
 
 
@@ -13,9 +12,7 @@ from unetkit.io import read_image, write_image
 def run_dir(tmp_path):
     torch.manual_seed(0)
     model = create_model("tiny").eval()
-    save_config(tmp_path / "run", model.config, DataConfig())
-    save_weights(tmp_path / "run", model)
-    return tmp_path / "run"
+    return save_run(tmp_path / "run", model)
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import pytest
 import tifffile
 import torch
 
+from _runs import save_run
 from crashing import check_predictions
 from unetkit import create_model
-from unetkit.checkpoint import save_config, save_weights
 from unetkit.cli import main
-from unetkit.config import DataConfig
 from unetkit.io import ArraySource, write_image
 from unetkit.prediction import PredictConfig, Predictor, collect_inputs
 from unetkit.prediction.ledger import STATE_DIR, Ledger, output_lock
@@ -38,8 +37,7 @@ def job(tmp_path):
     """A tiny run and a folder of 6 images (4 PNGs, a 2-page stack) and one 96 x 80 tiled TIFF to be split."""
     run = tmp_path / "run"
     net = model("same")
-    save_config(run, net.config, DataConfig())
-    save_weights(run, net)
+    save_run(run, net)
     rng = np.random.default_rng(0)
     for i, (h, w) in enumerate([(48, 48), (64, 56), (56, 64), (48, 64)]):
         write_image(tmp_path / "in" / f"img{i}.png", rng.integers(0, 255, (h, w), dtype=np.uint8))

@@ -6,10 +6,9 @@ import tifffile
 import torch
 import zarr
 
+from _runs import save_run
 from unetkit import UserError, create_model
-from unetkit.checkpoint import save_config, save_weights
 from unetkit.cli import main
-from unetkit.config import DataConfig
 from unetkit.io import ZarrSource, ome_zarr_writer, read_image
 from unetkit.prediction import PredictConfig, Predictor, predict_files
 
@@ -21,8 +20,7 @@ def run_dir(tmp_path):
     probs = Predictor.create(model, PredictConfig(tile_size=64)).probabilities(image((64, 64), seed=9))[1]
     with torch.no_grad():  # centre the untrained model's foreground odds, so that both classes occur in the labels
         model.head.bias[1] -= float(np.log(np.median(probs) / (1 - np.median(probs))))
-    save_config(tmp_path / "run", model.config, DataConfig())
-    save_weights(tmp_path / "run", model)
+    save_run(tmp_path / "run", model)
     return tmp_path / "run"
 
 

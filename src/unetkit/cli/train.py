@@ -36,7 +36,7 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--preset", choices=list(PRESETS), help="model preset (default: default)")
     opt("--epochs", type=int, metavar="N", help="stop after N epochs (default 50 if no stop option is given)")
     opt("--steps", type=int, metavar="N", help="stop after N optimiser steps")
-    opt("--time-budget", type=float, metavar="MIN", help="stop cleanly and save after MIN minutes of training")
+    opt("--time-budget", type=float, metavar="MIN", help="stop cleanly and save after MIN minutes, the final validation included")
     opt("--batch-size", type=int, metavar="N", help="global batch (default 4)")
     opt("--patch-size", type=int, metavar="PX", help="network input side (default 256, or smaller images' side)")
     opt("--samples-per-epoch", type=int, metavar="N", help="default: patches enough to cover the images once")

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from ..io import TiffSource, ZarrSource, image_size, is_tiff, is_zarr, mask_values
+from ..io import image_size, is_tiff, is_zarr, mask_values, open_source
 from .instance_maps import MANY_LABELS, MIN_BITS, LabelStats
 from .masks import Survey, colour_codes, mask_to_classes
 from .normalize import PER_IMAGE, normalize, source_intensity_stats
@@ -47,11 +47,6 @@ def is_large(pair, above_mpix: float | None) -> bool:
 def reads_lazily(pair, above_mpix: float | None) -> bool:
     """Whether a pair is read window by window: a large image, image and mask each a TIFF or a zarr store (others cannot be)."""
     return all(is_tiff(path) or is_zarr(path) for path in (pair.image, pair.mask)) and is_large(pair, above_mpix)
-
-
-def open_source(path: Path, page: int | None, mask: bool = False):
-    """A region reader of an image or mask: a ZarrSource for a zarr store (`mask`: its checks), else a TiffSource."""
-    return ZarrSource(path, mask=mask) if is_zarr(path) else TiffSource(path, page)
 
 
 def layout_warning(path: Path, page: int | None = None) -> str | None:

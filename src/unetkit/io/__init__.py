@@ -19,12 +19,12 @@ from .images import (
     read_mask,
     write_image,
 )
-from .sources import ArraySource, TiffSource, strided_sample
+from .sources import ArraySource, TiffSource, open_source, strided_sample
 from .zarr_sink import ome_zarr_writer, pyramid_shapes
 from .zarr_source import ZarrSource
 
 __all__ = [
     "atomic_dir", "atomic_path", "write_bytes", "write_text", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixels", "count_pages", "image_size", "image_stem", "is_palette", "is_tiff",
-    "label_dtype", "list_images", "mask_values", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "strided_sample",
+    "label_dtype", "list_images", "mask_values", "read_image", "read_mask", "write_image", "ArraySource", "TiffSource", "open_source", "strided_sample",
     "geo_tags", "sidecars", "ome_zarr_writer", "pyramid_shapes", "ZarrSource", "is_zarr",
 ]

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .images import _opening, check_pixels
+from .images import _opening, check_pixels, is_zarr
+from .zarr_source import ZarrSource
 
 
 class ArraySource:
@@ -93,6 +94,11 @@ class TiffSource:
 
     def close(self) -> None:
         self._tif.close()
+
+
+def open_source(path: Path, page: int | None = None, mask: bool = False):
+    """A region reader: a ZarrSource for a zarr store (`mask`: a label image's checks), else a TiffSource."""
+    return ZarrSource(path, mask=mask) if is_zarr(path) else TiffSource(path, page)
 
 
 def strided_sample(source, step: int, rows_per_read: int = 1024) -> np.ndarray:

@@ -41,7 +41,7 @@ from ..version import __version__
 from ..world import World, all_gather_objects, barrier, from_main, joined
 from .ledger import Ledger, output_lock, settings_key, weights_hash
 from .predictor import PredictConfig, Predictor
-from .writers import OUTPUT_TILE, Item, collect_inputs, open_source, predict_item, write_streamed
+from .writers import OUTPUT_TILE, Item, collect_inputs, item_source, predict_item, write_streamed
 
 PART_TILE_ROWS = 32  # tile rows per part at most: a killed rank loses at most this much of an image
 WAIT = datetime.timedelta(hours=24)  # how long a rank that is done waits at a barrier for the slowest one
@@ -138,13 +138,13 @@ def plan(items: list[Item], predictor: Predictor, ledger: Ledger, ranks: int) ->
 
 def _image_size(item: Item) -> tuple[int, int]:
     if is_zarr(item.path):
-        return open_source(item).shape[1:]
+        return item_source(item).shape[1:]
     try:
         return image_size(item.path, item.page)
     except UserError as exc:
         if "cannot stream" not in str(exc):
             raise
-    source = open_source(item)  # a TIFF layout only read whole
+    source = item_source(item)  # a TIFF layout only read whole
     source.close()
     return source.shape[1:]
 
@@ -188,7 +188,7 @@ def _work(plan: Plan, items: list[Item], predictor: Predictor, out_dir: Path, wo
 
 def _write_part(predictor: Predictor, item: Item, rows: tuple[int, int], path: Path) -> None:
     """Image rows rows[0]..rows[1]-1 as probabilities (K, rows, W) float32 in a .npy file, band by band."""
-    source = open_source(item)
+    source = item_source(item)
     try:
         predictor.check_channels(source, item.path)
         shape = (predictor.n_classes, rows[1] - rows[0], source.shape[2])
@@ -204,7 +204,7 @@ def _write_part(predictor: Predictor, item: Item, rows: tuple[int, int], path: P
 
 def _assemble(predictor: Predictor, item: Item, parts: list[Path], ledger: Ledger) -> list[Path]:
     """A split image's files from its parts, by the writer of a single process; then its record, and the parts go."""
-    source = open_source(item)
+    source = item_source(item)
     try:
         outputs = write_streamed(predictor, item, source, ledger.out_dir, _read_parts(parts))
     finally:

@@ -24,7 +24,6 @@ from ..errors import UserError
 from ..io import (
     IMAGE_SUFFIXES,
     ArraySource,
-    TiffSource,
     ZarrSource,
     atomic_path,
     count_pages,
@@ -33,6 +32,7 @@ from ..io import (
     is_zarr,
     label_dtype,
     list_images,
+    open_source,
     read_image,
     strided_sample,
     write_image,
@@ -82,13 +82,11 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Item]:
     return items
 
 
-def open_source(item: Item):
-    """A lazy ZarrSource or TiffSource (for a TIFF whose layout allows it), else the image read into memory."""
-    if is_zarr(item.path):
-        return ZarrSource(item.path)
-    if is_tiff(item.path):
+def item_source(item: Item):
+    """A lazy region reader (a zarr store, a TIFF whose layout allows it), else the image read into memory."""
+    if is_zarr(item.path) or is_tiff(item.path):
         try:
-            return TiffSource(item.path, item.page)
+            return open_source(item.path, item.page)
         except UserError as exc:
             if "cannot stream" not in str(exc):
                 raise
@@ -97,7 +95,7 @@ def open_source(item: Item):
 
 def predict_item(predictor: Predictor, item: Item, out_dir: Path) -> list[Path]:
     """Predict one image and write its outputs; returns the files written."""
-    source = open_source(item)
+    source = item_source(item)
     try:
         predictor.check_channels(source, item.path)
         _, height, width = source.shape

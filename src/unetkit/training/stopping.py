@@ -16,8 +16,10 @@ class Stopper:
     """Decides, identically on every rank, whether to stop and how far the schedule is.
 
     Stops at `total_steps`, when the time budget (training time over all
-    invocations) is spent, or on SIGINT/SIGTERM. Without a step count the
-    schedule runs on the clock: progress = elapsed / budget.
+    invocations) is spent, or on SIGINT/SIGTERM. The budget keeps room for
+    the validation that ends every run, at the mean cost of those so far, so
+    a 15-minute run ends in 15 minutes. Without a step count the schedule
+    runs on the clock: progress = elapsed / that budget.
     """
 
     def __init__(self, ctx: Context, loop: Loop):
@@ -34,14 +36,21 @@ class Stopper:
 
     def _decide(self, loop: Loop) -> tuple[float, float]:
         if self._checked_step != loop.step:  # one agreement (one broadcast) per step
-            elapsed = self.elapsed()
-            over_time = self.budget is not None and elapsed >= self.budget
+            elapsed, budget = self.elapsed(), self.training_budget(loop)
+            over_time = budget is not None and elapsed >= budget
             done = loop.total_steps is not None and loop.step >= loop.total_steps
-            progress = loop.step / loop.total_steps if loop.total_steps else elapsed / self.budget
+            progress = loop.step / loop.total_steps if loop.total_steps else elapsed / budget
             local = [float(over_time or done or self.signalled), progress]
             self.last = tuple(distributed.broadcast(local, self.ctx.world, self.ctx.device))
             self._checked_step = loop.step
         return self.last
+
+    def training_budget(self, loop: Loop) -> float | None:
+        """Seconds to train: the budget less one validation at its mean cost so far (none yet: nothing kept)."""
+        if self.budget is None:
+            return None
+        costs = [row["val_s"] for row in loop.history if "val_s" in row]
+        return max(self.budget - sum(costs) / len(costs), 0.5 * self.budget) if costs else self.budget
 
     def stop(self, loop: Loop) -> bool:
         return bool(self._decide(loop)[0])
