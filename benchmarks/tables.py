@@ -121,13 +121,19 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("dsb2018", "accuracy_datasets-20261202-104851.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261202-145553.json", ("ap", "ap_50", "mean_iou")),  # session 10's machine
                     ("dsb2018", "accuracy_datasets-20261202-145554.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-161047.json", ("ap", "ap_50", "mean_iou")),  # session 11, 15 min
+                    ("dsb2018", "accuracy_datasets-20261202-171850.json", ("ap", "ap_50", "mean_iou")),
                     ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-091245.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-094610.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-101646.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-105917.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",), "monai-BasicUNet"),
-                    ("amazon_forest", "accuracy_datasets-20261202-105931.json", ("iou_non_forest",), "monai-BasicUNet")]
+                    ("amazon_forest", "accuracy_datasets-20261202-105931.json", ("iou_non_forest",), "monai-BasicUNet"),
+                    ("amazon_forest", "accuracy_datasets-20261202-160747.json", ("iou_non_forest",)),  # session 11, 15 min
+                    ("amazon_forest", "accuracy_datasets-20261202-170852.json", ("iou_non_forest",)),
+                    ("dubai_aerial", "accuracy_datasets-20261202-170212.json", ("mean_iou_5_classes",)),
+                    ("dubai_aerial", "accuracy_datasets-20261202-172842.json", ("mean_iou_5_classes",))]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
 DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json"]
@@ -435,7 +441,7 @@ def datasets_table(files: dict[str, str]) -> list[str]:
 
 def dataset_variants_table() -> list[str]:
     """unetkit variants on one data set: training options set over the plan's, with their scores."""
-    lines = header(["data set", "contender: options over the plan's", "seed", "steps", "scores", "JSON"], right_from=2, right_to=4)
+    lines = header(["data set", "contender: options over the plan's", "min", "seed", "steps", "scores", "JSON"], right_from=2, right_to=5)
     for dataset, file, keys, *peer in DATASET_VARIANTS:
         measured, contender = load(file), (peer or ["unetkit"])[0]
         r = measured["results"][dataset][contender]
@@ -445,7 +451,7 @@ def dataset_variants_table() -> list[str]:
         options = " ".join(shown + (["augmentation: flips only (the other transforms 0)"] if flips_only else [])) or "none (the plan)"
         options = model_name(contender) if peer else f"unetkit: {options}"
         scores = " / ".join(f"{DATASET_KEYS[k]} {fmt(r[k])}" for k in keys)
-        lines.append(row([dataset, options, measured["seed"], f"{r['steps']:,}", scores, f"`{file}`"]))
+        lines.append(row([dataset, options, f"{measured['minutes_each']:g}", measured["seed"], f"{r['steps']:,}", scores, f"`{file}`"]))
     return lines
 
 

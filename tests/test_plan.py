@@ -104,6 +104,18 @@ def test_scenes_with_an_up_get_no_rotations_but_keep_horizontal_flips(tmp_path):
     assert turned["rotate"].value == 180, turned["rotate"].reason
 
 
+def test_colour_photographs_get_no_rotations_grey_and_instrument_images_keep_them(tmp_path):
+    rng = np.random.default_rng(0)
+    masks = [np.where(rng.random((48, 48)) < 0.3, 255, 0).astype(np.uint8) for _ in range(4)]  # no up
+    colour = [rng.integers(0, 255, (3, 48, 48), dtype=np.uint8) for _ in range(4)]
+    photos = choices(*folder(tmp_path / "rgb", colour, masks))
+    assert (photos["rotate"].value, photos["flip"].value) == (0, True) and "photographs" in photos["rotate"].reason
+    grey_rgb = [np.repeat(c[:1], 3, axis=0) for c in colour]  # grey saved as RGB: microscopy-like
+    assert choices(*folder(tmp_path / "grey_rgb", grey_rgb, masks))["rotate"].value == 180
+    bands = [rng.integers(0, 4096, (4, 48, 48)).astype(np.uint16) for _ in range(4)]
+    assert choices(*folder(tmp_path / "bands", bands, masks))["rotate"].value == 180
+
+
 def test_border_weights_off_for_regions_on_for_touching_objects_and_instances(tmp_path):
     size = 192
     rows, cols = np.mgrid[:size, :size]

@@ -46,13 +46,22 @@ def normalization(fp: Fingerprint, model: ModelConfig, transfer: bool = False) -
         source = f"the {model.encoder} encoder's weights" if model.encoder else "the --init run's weights"
         return {"normalization": ("auto", f"as {source} were trained (ImageNet mean/std for pretrained encoders)")}
     what = f"{fp.channels} channel(s) {fp.dtype}"
-    if fp.channels == 1 or fp.grey_share >= GREY_SHARE:
+    if grey(fp):
         why = "grey" if fp.channels == 1 else f"grey saved as colour in {fp.grey_share:.0%} of the images"
         return {"normalization": ("percentile", f"{what}, {why} (microscopy-like): per-image percentiles")}
     if fp.dtype != "uint8":
         return {"normalization": ("percentile", f"{what}, {fp.bits}-bit instrument values: per-image percentiles")}
     return {"normalization": ("meanstd", f"{what} in colour (photographs, aerial): the training set's mean/std per "
                                          "channel keeps colour and brightness meaningful across images")}
+
+
+def grey(fp: Fingerprint) -> bool:
+    return fp.channels == 1 or fp.grey_share >= GREY_SHARE
+
+
+def photographs(fp: Fingerprint) -> bool:
+    """Colour 8-bit images: photographs (aerial, street), not microscopy or instrument values."""
+    return not grey(fp) and fp.dtype == "uint8"
 
 
 def default_patch(net: UNet, smallest_side: int) -> int:
@@ -94,6 +103,10 @@ def orientation(fp: Fingerprint) -> Rules:
     if fp.sampled >= UP_MIN_MASKS and fp.top_bottom >= UP_DIFFERENCE and fp.top_bottom >= UP_CONTROL * fp.left_right:
         return {"rotate": (0.0, f"the scenes have an up ({layout}): no rotations, no vertical flips"),
                 "flip": (True, "horizontal flips keep the up")}
+    if photographs(fp):
+        return {"rotate": (0.0, f"colour photographs, as taken ({layout}): no rotations (aerial, 15 min: Dubai mean IoU "
+                                "0.564 -> 0.584, Amazon non-forest IoU 0.884 -> 0.888)"),
+                "flip": (True, "horizontal flips")}
     return {"rotate": (AugmentConfig().rotate, f"no canonical up ({layout}): all rotations"),
             "flip": (AugmentConfig().flip, "with the rotations: all 8 flips and quarter turns")}
 
