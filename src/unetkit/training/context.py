@@ -27,6 +27,11 @@ class Loop:
     best: float = -math.inf  # best validation mean IoU
     history: list = dataclasses.field(default_factory=list)  # one dict per validation (metrics.csv)
 
+    @property
+    def validation_seconds(self) -> list[float]:
+        """What each validation so far took (rows of epochs that did not validate have none)."""
+        return [row["val_s"] for row in self.history if "val_s" in row]
+
 
 @dataclasses.dataclass
 class Context:

@@ -114,7 +114,7 @@ def _validation_due(ctx: Context, loop: Loop) -> bool:
     """
     if ctx.run.val_share >= 1 or ctx.run.deterministic:
         return True
-    costs = [row["val_s"] for row in loop.history if "val_s" in row]
+    costs = loop.validation_seconds
     due = not costs or sum(costs) + np.mean(costs) <= ctx.run.val_share * loop.elapsed
     return bool(distributed.broadcast([float(due)], ctx.world, ctx.device)[0])
 

@@ -49,7 +49,7 @@ class Stopper:
         """Seconds to train: the budget less one validation at its mean cost so far (none yet: nothing kept)."""
         if self.budget is None:
             return None
-        costs = [row["val_s"] for row in loop.history if "val_s" in row]
+        costs = loop.validation_seconds
         return max(self.budget - sum(costs) / len(costs), 0.5 * self.budget) if costs else self.budget
 
     def stop(self, loop: Loop) -> bool:
