@@ -86,6 +86,10 @@ def test_package_describes_tiling_normalisation_and_origin(same):
     assert [a.get("halo") for a in output["axes"]] == [None, None, 16, 16]
     assert [p["id"] for p in input["preprocessing"]] == ["ensure_dtype", "scale_range", "ensure_dtype"]
     assert input["preprocessing"][1]["kwargs"] == {"axes": ["y", "x"], "min_percentile": 1.0, "max_percentile": 99.8}
+    from unetkit.zoo.describe import preprocessing
+
+    joint = preprocessing(DataConfig(normalization="percentile-joint"))[0].kwargs
+    assert [str(a) for a in joint.axes] == ["channel", "y", "x"]  # one range over the channels too
     assert input["pad"] == {"mode": "symmetric"}
     assert set(rdf["weights"]) == {"pytorch_state_dict", "torchscript", "onnx"}
     assert rdf["cite"][0]["doi"] == "10.1007/978-3-319-24574-4_28"

@@ -50,6 +50,19 @@ def test_percentile_normalisation_maps_percentiles_to_0_and_1():
     assert x.dtype == np.float32 and x.min() == 0 and x.max() == 1
 
 
+def test_joint_percentiles_keep_a_colour_and_equal_the_per_channel_ones_on_grey():
+    dark = np.arange(100, dtype=np.uint8).reshape(1, 10, 10)
+    colour = np.concatenate([dark, dark + 100])  # channel 1 brighter than channel 0 everywhere
+    per_channel_of = lambda x: normalize(x, DataConfig(percentiles=(0, 100)))  # noqa: E731
+    joint_of = lambda x: normalize(x, DataConfig(normalization="percentile-joint", percentiles=(0, 100)))  # noqa: E731
+    per_channel, joint = per_channel_of(colour), joint_of(colour)
+    np.testing.assert_allclose(per_channel[0], per_channel[1])  # each channel stretched alone: the colour is gone
+    np.testing.assert_allclose(joint[1] - joint[0], 100 / 199, rtol=1e-6)  # one range: the difference stays
+    assert joint.min() == 0 and joint.max() == 1
+    grey = np.repeat(dark, 3, axis=0)
+    np.testing.assert_array_equal(joint_of(grey), per_channel_of(grey))
+
+
 def test_meanstd_normalisation():
     image = np.full((2, 4, 4), 10, np.uint8)
     x = normalize(image, DataConfig(normalization="meanstd", mean=(10.0, 5.0), std=(1.0, 5.0)))

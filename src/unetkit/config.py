@@ -16,9 +16,10 @@ from .errors import UserError
 PADDINGS = ("valid", "same")
 NORMS = ("none", "batch", "instance", "group")
 UPSAMPLES = ("transposed", "bilinear")
+# "percentile-joint": one range per image over all its channels (keeps the colours of stained samples);
 # "imagenet": per-image percentiles to [0, 1], then the ImageNet mean/std (pretrained encoders);
 # "auto": "imagenet" for a pretrained encoder, the --init run's, else "percentile" (resolved by training).
-NORMALIZATIONS = ("auto", "percentile", "meanstd", "imagenet", "none")
+NORMALIZATIONS = ("auto", "percentile", "percentile-joint", "meanstd", "imagenet", "none")
 ENCODER_DEPTH = 5  # every supported encoder reduces by 32 = 2**5 (model/encoders.py)
 MASK_KINDS = ("auto", "ids", "values", "foreground", "colours", "instances")  # see data/masks.py
 WEIGHT_CHOICES = ("auto", "final", "best", "last")  # a run's weights to load (checkpoint.resolved_weights)

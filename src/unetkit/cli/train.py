@@ -62,7 +62,7 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
     opt("--ignore-colour", metavar="R,G,B", dest="ignore_colours", action="append", type=_colour,
         help="colour masks: a colour that counts nowhere (e.g. unlabeled); repeat for several")
     opt("--normalization", choices=NORMALIZATIONS, help="default auto: ImageNet mean/std after per-image percentiles for pretrained "
-        "encoder weights, an --init run's own, else per-image percentiles; meanstd: the training set's")
+        "encoder weights, an --init run's own, else per-image percentiles (per channel; percentile-joint: one range for all channels); meanstd: the training set's")
     opt("--val-fraction", type=float, metavar="F", help="hold out a share F of the files, as --val-split says (default 0.2)")
     opt("--val-split", choices=VAL_SPLITS, help="name: the last files by name; random: a seeded draw; group: the last "
         "file-name groups, e.g. tile7_*, tile8_* (default: planned; name without a plan)")

@@ -12,7 +12,7 @@ from ..config import DataConfig
 from ..io import ArraySource, strided_sample
 from .windows import band_rows
 
-PER_IMAGE = ("auto", "percentile", "imagenet")  # normalisations that scale each image by its own percentiles
+PER_IMAGE = ("auto", "percentile", "percentile-joint", "imagenet")  # normalisations that scale each image by its own percentiles
 # The statistics ImageNet encoders were trained with, for RGB in [0, 1] (torchvision's and the hub's).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,13 +28,17 @@ def imagenet_mean_std(channels: int) -> dict:
 
 
 def intensity_stats(image: np.ndarray, config: DataConfig, max_samples: int = 1_000_000) -> np.ndarray:
-    """Per-channel (low, high) for "percentile" normalisation, shape (C, 2).
+    """Per-channel (low, high) for the per-image normalisations, shape (C, 2).
 
-    Large images are subsampled on a regular grid, so huge images cost little.
+    "percentile-joint" gives every channel the same range, the percentiles of
+    all channels together, so a colour keeps its hue. Large images are
+    subsampled on a regular grid, so huge images cost little.
     """
     channels = image.shape[0]
     step = _sample_step(image.shape[1:], max_samples)
     sample = np.asarray(image[:, ::step, ::step], dtype=np.float64).reshape(channels, -1)
+    if config.normalization == "percentile-joint":
+        return np.tile(np.percentile(sample, config.percentiles), (channels, 1))
     return np.percentile(sample, config.percentiles, axis=1).T
 
 
@@ -56,7 +60,7 @@ def normalize(image: np.ndarray, config: DataConfig, stats: np.ndarray | None = 
     """A `(C, H, W)` image as float32, normalised as the config says.
 
     "percentile" (and "auto" before training resolves it): (x - p_low) / (p_high - p_low)
-    per channel and image (pass `stats` from `intensity_stats` to reuse them
+    per channel and image ("percentile-joint": per image, one range for all channels) (pass `stats` from `intensity_stats` to reuse them
     across tiles of one image); "meanstd": (x - mean) / std per channel from the
     training set; "imagenet": the percentile scaling to [0, 1] (any bit depth),
     then (x - mean) / std with ImageNet's statistics; "none": as is.

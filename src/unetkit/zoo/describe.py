@@ -31,9 +31,10 @@ RGB = ("red", "green", "blue")
 def preprocessing(data: DataConfig) -> list:
     """unetkit's normalisation (data/normalize.py) as spec operations, applied in order."""
     steps: list = []
-    if data.normalization in PER_IMAGE:  # per image and channel: (x - p_low) / (p_high - p_low)
+    if data.normalization in PER_IMAGE:  # per image (and channel, unless joint): (x - p_low) / (p_high - p_low)
         low, high = data.percentiles
-        kwargs = spec.ScaleRangeKwargs(axes=[spec.AxisId("y"), spec.AxisId("x")], min_percentile=low, max_percentile=high)
+        axes = (["channel"] if data.normalization == "percentile-joint" else []) + ["y", "x"]
+        kwargs = spec.ScaleRangeKwargs(axes=[spec.AxisId(a) for a in axes], min_percentile=low, max_percentile=high)
         steps.append(spec.ScaleRangeDescr(kwargs=kwargs))
     if data.normalization in ("meanstd", "imagenet"):  # the training set's or ImageNet's mean and std, per channel
         kwargs = spec.FixedZeroMeanUnitVarianceAlongAxisKwargs(

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from ..checkpoint import Run, read_config
+from ..data.normalize import PER_IMAGE
 from ..version import __version__
 from .tensors import Sizes
 
@@ -59,8 +60,9 @@ def _architecture(model) -> str:
 def _normalisation(data) -> str:
     low, high = data.percentiles
     steps = []
-    if data.normalization in ("auto", "percentile", "imagenet"):
-        steps.append(f"per image and channel, percentiles {low:g} and {high:g} to 0 and 1 (`scale_range`)")
+    if data.normalization in PER_IMAGE:
+        per = "per image, all channels together" if data.normalization == "percentile-joint" else "per image and channel"
+        steps.append(f"{per}, percentiles {low:g} and {high:g} to 0 and 1 (`scale_range`)")
     if data.normalization in ("meanstd", "imagenet"):
         source = "ImageNet's" if data.normalization == "imagenet" else "the training set's"
         steps.append(f"{source} mean and std per channel (`fixed_zero_mean_unit_variance`)")
