@@ -123,6 +123,14 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("dsb2018", "accuracy_datasets-20261202-145554.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261202-161047.json", ("ap", "ap_50", "mean_iou")),  # session 11, 15 min
                     ("dsb2018", "accuracy_datasets-20261202-171850.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261202-183430.json", ("ap", "ap_50", "mean_iou")),  # session 12, 15 min
+                    ("dsb2018", "accuracy_datasets-20261202-183648.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-005933.json", ("ap", "ap_50", "mean_iou")),  # session 13, 15 min
+                    ("dsb2018", "accuracy_datasets-20261203-010006.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-011851.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-011856.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-023706.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-023707.json", ("ap", "ap_50", "mean_iou")),
                     ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-091245.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-094610.json", ("iou_non_forest",)),

@@ -127,6 +127,15 @@ def test_border_weights_off_for_regions_on_for_touching_objects_and_instances(tm
     assert instances.value is True and "instance" in instances.reason
 
 
+def test_instance_maps_get_a_border_width_from_their_object_size(tmp_path):
+    small = choices(*folder(tmp_path / "small", grey(4, 96), instance_maps(4)))["sigma"]  # discs 19 px across
+    three_times = [np.kron(m, np.ones((3, 3), m.dtype)) for m in instance_maps(4)]  # the same discs, 57 px across
+    large = choices(*folder(tmp_path / "large", grey(4, 288), three_times))["sigma"]
+    assert 1 <= small.value < large.value < 5 and "px across" in small.reason, (small, large)
+    assert large.value == pytest.approx(3 * small.value, abs=0.2)
+    assert "sigma" not in choices(*em(tmp_path / "em")), "EM keeps the paper's sigma"
+
+
 def instance_maps(n: int, size: int = 96) -> list[np.ndarray]:
     """uint16 label maps of 16, 17, ... touching discs on a grid (one value per object): the survey finds instances."""
     maps = []

@@ -9,6 +9,7 @@ names are the flat training options (`unetkit train --help`, snake_case).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -25,6 +26,8 @@ NEAR_SHARE = 0.1  # objects within NEAR_PX of another: at least this share touch
 STUFF_AREA = 128 * 128  # px: objects this large (pixel-weighted median) are regions ("stuff"), a quarter patch
 BALANCED = 1.5  # largest / smallest class share at most this: no class weighting
 RARE_SHARE = 0.05  # a class under this share of the pixels: Dice beside cross-entropy
+SIGMA_PER_DIAMETER = 1 / 15  # instance maps: the border term's width per object diameter (the paper's 5 px: ~80 px cells)
+MIN_SIGMA = 1.0  # px: narrower, the term would weigh only the pixels touching both objects
 REFIT_MAX_IMAGES = 50  # pairs: a set this small loses real variety to its hold-out (20%: at most 10 images): --refit is offered
 
 Rules = dict[str, tuple[object, str]]
@@ -114,7 +117,8 @@ def orientation(fp: Fingerprint) -> Rules:
 def border_weights(fp: Fingerprint) -> Rules:
     near = f"{fp.near_share:.0%} of the objects within {NEAR_PX} px of another"
     if fp.instances:
-        return {"weight_map": (True, f"instance masks ({near}): the border weights separate touching objects")}
+        return {"weight_map": (True, f"instance masks ({near}): the border weights separate touching objects"),
+                "sigma": border_width(fp)}
     if fp.object_area >= STUFF_AREA:
         return {"weight_map": (False, f"regions, not objects (half the labelled pixels in regions over "
                                       f"{fp.object_area:,.0f} px): no borders to keep open")}
@@ -122,6 +126,15 @@ def border_weights(fp: Fingerprint) -> Rules:
         return {"weight_map": (True, f"objects touch ({near}): the border weights keep the gaps open")}
     return {"weight_map": (TrainConfig().weight_map, f"objects stand apart ({near}): the border term is near zero; "
                                                      "kept as the paper's")}
+
+
+def border_width(fp: Fingerprint) -> tuple[float, str]:
+    """The border term's sigma for objects of `fp`'s size: the paper's 5 px was for cells about 80 px across."""
+    diameter = 2 * math.sqrt(fp.object_area / math.pi)
+    sigma = round(min(max(diameter * SIGMA_PER_DIAMETER, MIN_SIGMA), TrainConfig().sigma), 1)
+    return sigma, (f"objects {diameter:.0f} px across (pixel-weighted median): a fifteenth of that keeps the border "
+                   "term in the gaps, off the rims (DSB 2018, 15 min, sigma 5 -> 2, seeds 0 / 1: AP 0.350 / 0.355 -> "
+                   "0.366 / 0.363, mean IoU 0.888 / 0.889 -> 0.895 / 0.897)")
 
 
 def class_balance(fp: Fingerprint) -> Rules:
