@@ -143,10 +143,17 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("amazon_forest", "accuracy_datasets-20261202-160747.json", ("iou_non_forest",)),  # session 11, 15 min
                     ("amazon_forest", "accuracy_datasets-20261202-170852.json", ("iou_non_forest",)),
                     ("dubai_aerial", "accuracy_datasets-20261202-170212.json", ("mean_iou_5_classes",)),
-                    ("dubai_aerial", "accuracy_datasets-20261202-172842.json", ("mean_iou_5_classes",))]
+                    ("amazon_forest", "accuracy_datasets-20261203-071653.json", ("iou_non_forest",)),  # session 14, 15 min
+                    ("amazon_forest", "accuracy_datasets-20261203-071653.json", ("iou_non_forest",), "monai-UNet"),
+                    ("amazon_forest", "accuracy_datasets-20261203-071653.json", ("iou_non_forest",), "monai-BasicUNet"),
+                    ("amazon_forest", "accuracy_datasets-20261203-072205.json", ("iou_non_forest",)),
+                    ("dubai_aerial", "accuracy_datasets-20261202-172842.json", ("mean_iou_5_classes",)),
+                    ("dubai_aerial", "accuracy_datasets-20261203-070329.json", ("mean_iou_5_classes",)),  # session 14, 15 min
+                    ("dubai_aerial", "accuracy_datasets-20261203-070329.json", ("mean_iou_5_classes",), "monai-UNet")]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
-DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json"]
+DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json",
+                   "accuracy_datasets-weights-20261203-070643.json"]  # session 14: the 15-min Amazon plan run, seed 1
 FLIPS_ONLY = ("elastic_std", "rotate", "scale", "shift", "brightness", "contrast", "gamma", "noise", "blur")
 ENCODERS = [("isbi2012", 1, "accuracy_encoders-scratch-20261202-075334.json", ("pixel_error", "rand_error")),
             ("dsb2018", 3, "accuracy_encoders-scratch-20261202-075334.json", ("mean_iou", "pixel_error")),
