@@ -133,6 +133,7 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("dsb2018", "accuracy_datasets-20261203-023707.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261203-053457.json", ("ap", "ap_50", "mean_iou")),  # session 14, 15 min
                     ("dsb2018", "accuracy_datasets-20261203-053424.json", ("ap", "ap_50", "mean_iou"), "monai-UNet"),
+                    ("dsb2018", "accuracy_datasets-20261203-075610.json", ("ap", "ap_50", "mean_iou"), "monai-BasicUNet"),
                     ("amazon_forest", "accuracy_datasets-20261202-040101.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-091245.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261202-094610.json", ("iou_non_forest",)),
@@ -149,7 +150,8 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("amazon_forest", "accuracy_datasets-20261203-072205.json", ("iou_non_forest",)),
                     ("dubai_aerial", "accuracy_datasets-20261202-172842.json", ("mean_iou_5_classes",)),
                     ("dubai_aerial", "accuracy_datasets-20261203-070329.json", ("mean_iou_5_classes",)),  # session 14, 15 min
-                    ("dubai_aerial", "accuracy_datasets-20261203-070329.json", ("mean_iou_5_classes",), "monai-UNet")]
+                    ("dubai_aerial", "accuracy_datasets-20261203-070329.json", ("mean_iou_5_classes",), "monai-UNet"),
+                    ("dubai_aerial", "accuracy_datasets-20261203-075706.json", ("mean_iou_5_classes",), "monai-BasicUNet")]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
 DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json",
