@@ -151,7 +151,11 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("dubai_aerial", "accuracy_datasets-20261202-172842.json", ("mean_iou_5_classes",)),
                     ("dubai_aerial", "accuracy_datasets-20261203-070329.json", ("mean_iou_5_classes",)),  # session 14, 15 min
                     ("dubai_aerial", "accuracy_datasets-20261203-070329.json", ("mean_iou_5_classes",), "monai-UNet"),
-                    ("dubai_aerial", "accuracy_datasets-20261203-075706.json", ("mean_iou_5_classes",), "monai-BasicUNet")]
+                    ("dubai_aerial", "accuracy_datasets-20261203-075706.json", ("mean_iou_5_classes",), "monai-BasicUNet"),
+                    ("amazon_forest", "accuracy_datasets-20261203-082941-2.json", ("iou_non_forest",)),  # session 15, 15 min
+                    ("isbi2012", "accuracy_datasets-20261203-082941.json", ("pixel_error", "rand_error", "warping_error")),
+                    ("isbi2012", "accuracy_datasets-20261203-084657-2.json", ("pixel_error", "rand_error", "warping_error")),
+                    ("isbi2012", "accuracy_datasets-20261203-084657.json", ("pixel_error", "rand_error", "warping_error"))]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
 DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json",

@@ -185,15 +185,29 @@ def test_validation_held_out_by_group_by_random_draw_or_by_name(tmp_path):
     assert choices(*folder(tmp_path / "numbered", grey(9, 32), masks))["val_split"].value == "name"
 
 
+def test_small_sets_under_a_time_budget_train_on_every_image(tmp_path):
+    data = em(tmp_path, size=64)
+    timed, untimed = choices(*data, time_budget=5), choices(*data)
+    assert timed["val_fraction"].value == 0.0 and "every image trains" in timed["val_fraction"].reason
+    assert "val_split" not in timed and timed["refit"].value is False and "no hold-out" in timed["refit"].reason
+    assert "val_fraction" not in untimed and untimed["val_split"].value == "name"  # the defaults: 20% held out
+    for given in (dict(val_fraction=0.3), dict(refit=True), dict(folds=2)):  # the user's hold-out (a refit needs one) stays
+        planned = choices(*data, time_budget=5, **given)
+        assert "val_split" in planned and ("val_fraction" not in planned or planned["val_fraction"].given)
+    many = SimpleNamespace(images=rules.SMALL_SET + 1, groups={}, names="numbered")
+    assert "val_split" in rules.validation(many, fixed_hold_out=False, timed=True)
+
+
 def test_refit_is_offered_to_small_sets_and_never_planned_on(tmp_path):
     data = em(tmp_path, size=64)
     timed, untimed = choices(*data, time_budget=5)["refit"], choices(*data)["refit"]
     assert timed.value is untimed.value is False
-    assert "halves the steps" in timed.reason and "doubles the run" in untimed.reason and "--refit asks for it" in timed.reason
+    assert "every image trains already" in timed.reason and "doubles the run" in untimed.reason
+    assert "--refit asks for it" in untimed.reason
     assert "fixed by the user" in choices(*data, time_budget=5, folds=2)["refit"].reason
     assert "fixed by the user" in choices(*data, time_budget=5, val_fraction=0.0)["refit"].reason
     assert choices(*data, time_budget=5, refit=True)["refit"].given
-    many = rules.refit(SimpleNamespace(images=rules.REFIT_MAX_IMAGES + 1), False, True)["refit"]
+    many = rules.refit(SimpleNamespace(images=rules.SMALL_SET + 1), False, True)["refit"]
     assert many[0] is False and "costs little" in many[1]
 
 

@@ -63,7 +63,8 @@ def _shown(value) -> str:
 def make_plan(pairs: list[Pair], data: DataConfig, model: ModelConfig, given: dict, memory_mb: float = MEMORY_MB) -> Plan:
     """The plan for `pairs` read with `data`'s mask options, for `model`; options in `given` are kept as given."""
     fp = fingerprint(pairs, data, given.get("lazy_above_mpix", RunConfig.lazy_above_mpix))  # read as training reads them
-    fixed_hold_out = bool(given.get("val_names") or given.get("folds")) or given.get("val_fraction") == 0
+    # the user chose the validation (names, folds, a share) or a refit, which needs a hold-out
+    fixed_hold_out = bool(given.get("val_names") or given.get("folds") or given.get("refit")) or "val_fraction" in given
     rules = choose(fp, model, memory_mb, transfer=given.get("init") is not None, fixed_hold_out=fixed_hold_out,
                    timed=given.get("time_budget") is not None)
     choices = tuple(
