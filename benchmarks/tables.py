@@ -155,7 +155,17 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("amazon_forest", "accuracy_datasets-20261203-082941-2.json", ("iou_non_forest",)),  # session 15, 15 min
                     ("isbi2012", "accuracy_datasets-20261203-082941.json", ("pixel_error", "rand_error", "warping_error")),
                     ("isbi2012", "accuracy_datasets-20261203-084657-2.json", ("pixel_error", "rand_error", "warping_error")),
-                    ("isbi2012", "accuracy_datasets-20261203-084657.json", ("pixel_error", "rand_error", "warping_error"))]
+                    ("isbi2012", "accuracy_datasets-20261203-084657.json", ("pixel_error", "rand_error", "warping_error")),
+                    ("isbi2012", "accuracy_datasets-20261203-092637.json", ("pixel_error", "rand_error", "warping_error"), "monai-UNet"),
+                    ("isbi2012", "accuracy_datasets-20261203-092645.json", ("pixel_error", "rand_error", "warping_error"), "monai-BasicUNet"),
+                    ("dsb2018", "accuracy_datasets-20261203-090516.json", ("ap", "ap_50", "mean_iou")),  # per-channel colour jitter, dropped
+                    ("dsb2018", "accuracy_datasets-20261203-090513.json", ("ap", "ap_50", "mean_iou")),
+                    ("amazon_forest", "accuracy_datasets-20261203-094244.json", ("iou_non_forest",)),  # the plan of 7975813
+                    ("amazon_forest", "accuracy_datasets-20261203-094242.json", ("iou_non_forest",), "monai-UNet"),
+                    ("amazon_forest", "accuracy_datasets-20261203-100028.json", ("iou_non_forest",), "monai-BasicUNet"),
+                    ("amazon_forest", "accuracy_datasets-20261203-100004.json", ("iou_non_forest",)),
+                    ("amazon_forest", "accuracy_datasets-20261203-101758.json", ("iou_non_forest",)),
+                    ("dsb2018", "accuracy_datasets-20261203-101856.json", ("ap", "ap_50", "mean_iou"))]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
 DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json",

@@ -37,8 +37,8 @@ def choose(fp: Fingerprint, model: ModelConfig, memory_mb: float, transfer: bool
            timed: bool = False) -> Rules:
     """Every planned option, in the order the table shows them.
 
-    `transfer`: the weights start from an --init run; `fixed_hold_out`: the user named the validation images
-    (or folds, or none), which then stay out of the final model too; `timed`: the run has a time budget.
+    `transfer`: the weights start from an --init run; `fixed_hold_out`: the user chose the validation (names, folds,
+    a share, or none) or a refit; `timed`: the run has a time budget.
     """
     return {**normalization(fp, model, transfer), **patch_and_batch(fp, model, memory_mb), **orientation(fp), **border_weights(fp),
             **class_balance(fp), **validation(fp, fixed_hold_out, timed), **refit(fp, fixed_hold_out, timed)}
@@ -182,7 +182,7 @@ def refit(fp: Fingerprint, fixed_hold_out: bool, timed: bool) -> Rules:
     """Never planned on: under a time budget a small set trains on every image in one run (docs/RESULTS.md, "The final
     model on every image"); without one the second run would take as long again."""
     if fixed_hold_out:
-        return {"refit": (False, "validation fixed by the user (names, folds or none): the final model is the held-out run's")}
+        return {"refit": (False, "validation fixed by the user (names, folds, a share or a refit): the final model is the held-out run's")}
     if fp.images > SMALL_SET:
         return {"refit": (False, f"{fp.images} pairs: the hold-out costs little; the final model is the held-out run's")}
     if timed:
