@@ -185,6 +185,6 @@ def refit(fp: Fingerprint, fixed_hold_out: bool, timed: bool) -> Rules:
         return {"refit": (False, "validation fixed by the user (names, folds, a share or a refit): the final model is the held-out run's")}
     if fp.images > SMALL_SET:
         return {"refit": (False, f"{fp.images} pairs: the hold-out costs little; the final model is the held-out run's")}
-    if timed:
+    if every_image_trains(fp, fixed_hold_out, timed):
         return {"refit": (False, f"{fp.images} pairs: every image trains already, no hold-out")}
     return {"refit": (False, f"{fp.images} pairs, but a final model on every image doubles the run's time; --refit asks for it")}
