@@ -14,6 +14,7 @@ from unetkit.cli import main
 from unetkit.config import AugmentConfig, DataConfig, TrainConfig
 from unetkit.data import Pair, median_frequency_weights, split_pairs
 from unetkit.io import write_image
+from unetkit.model import preset_config
 from unetkit.planning import rules
 from unetkit.synthetic import write_dataset
 
@@ -68,7 +69,7 @@ def config_json(run: Path) -> dict:
 def test_em_gets_exactly_todays_defaults(tmp_path):
     """The hard constraint: on EM-like data (grey, two values, touching cells, numbered) the plan is the defaults."""
     planned = {k: c.value for k, c in choices(*em(tmp_path)).items()}
-    defaults = {**vars(DataConfig()), **vars(AugmentConfig()), **vars(TrainConfig())}  # class_weights: the loss's
+    defaults = {**vars(preset_config("default")), **vars(DataConfig()), **vars(AugmentConfig()), **vars(TrainConfig())}  # class_weights: the loss's
     defaults["normalization"] = "percentile"  # what "auto" resolves to for a U-Net without a pretrained encoder
     differ = {k: (v, defaults[k]) for k, v in planned.items() if k != "patch_size" and v != defaults[k]}
     assert not differ, f"the plan leaves the defaults on EM: {differ}"
@@ -90,7 +91,7 @@ def test_isbi_gets_todays_defaults(name):
     if not (SHARED / name / "images").is_dir():
         pytest.skip(f"{name} not found in ../shared/data")
     planned = {k: c.value for k, c in choices(SHARED / name / "images", SHARED / name / "labels").items()}
-    assert planned == {"normalization": "percentile", "patch_size": 256, "batch_size": 4, "rotate": 180.0, "flip": True,
+    assert planned == {"normalization": "percentile", "norm": "batch", "stem_stride": 1, "patch_size": 256, "batch_size": 4, "rotate": 180.0, "flip": True,
                        "weight_map": True, "class_weights": "auto", "loss": "ce", "val_split": "name", "refit": False}
 
 
@@ -116,23 +117,54 @@ def test_colour_photographs_get_no_rotations_grey_and_instrument_images_keep_the
     assert choices(*folder(tmp_path / "bands", bands, masks))["rotate"].value == 180
 
 
-def test_border_weights_off_for_regions_on_for_touching_objects_and_instances(tmp_path):
-    size = 192
+def regions(n: int = 4, size: int = 192) -> list[np.ndarray]:
+    """Two-value masks of two regions each (land cover, not objects), split by a wavy line."""
     rows, cols = np.mgrid[:size, :size]
-    regions = [np.where(cols < size // 2 + 12 * np.sin(rows / (9 + k)), 255, 0).astype(np.uint8) for k in range(4)]
-    stuff = choices(*folder(tmp_path / "stuff", grey(4, size), regions))["weight_map"]
+    return [np.where(cols < size // 2 + 12 * np.sin(rows / (9 + k)), 255, 0).astype(np.uint8) for k in range(n)]
+
+
+def test_border_weights_off_for_regions_on_for_touching_objects_and_instances(tmp_path):
+    stuff = choices(*folder(tmp_path / "stuff", grey(4, 192), regions()))["weight_map"]
     assert stuff.value is False and "regions" in stuff.reason
     assert choices(*em(tmp_path / "em"))["weight_map"].value is True
     instances = choices(*folder(tmp_path / "instances", grey(4, 96), instance_maps(4)))["weight_map"]
     assert instances.value is True and "instance" in instances.reason
 
 
+def test_regions_get_a_half_resolution_stem_objects_and_chosen_networks_keep_theirs(tmp_path):
+    stuff = folder(tmp_path / "stuff", grey(4, 192), regions())
+    half = choices(*stuff)["stem_stride"]
+    assert half.value == 2 and "regions" in half.reason
+    assert choices(*em(tmp_path / "em"))["stem_stride"].value == 1
+    assert choices(*folder(tmp_path / "instances", grey(4, 96), instance_maps(4)))["stem_stride"].value == 1
+    for network in (dict(preset="fast"), dict(padding="valid"), dict(encoder="resnet18")):  # the user's network
+        assert not {"stem_stride", "norm"} & set(choices(*stuff, **network)), network
+    given = choices(*stuff, stem_stride=1)
+    assert given["stem_stride"].given and given["stem_stride"].value == 1
+    run = unetkit.train(*stuff, tmp_path / "run", steps=1, depth=3, base_width=4, batch_size=2, progress=False)
+    assert config_json(run)["model"]["stem_stride"] == 2
+
+
+def test_grey_and_colour_mixed_get_instance_norm_one_kind_batch_norm(tmp_path):
+    rng = np.random.default_rng(0)
+    colour = [rng.integers(0, 255, (3, 96, 96), dtype=np.uint8) for _ in range(8)]
+    grey_rgb = [np.repeat(c[:1], 3, axis=0) for c in colour]  # grey saved as RGB
+    masks = instance_maps(8)
+    mixed = choices(*folder(tmp_path / "mixed", grey_rgb[:6] + colour[6:], masks))["norm"]
+    assert mixed.value == "instance" and "75% grey" in mixed.reason, mixed
+    assert choices(*folder(tmp_path / "grey", grey_rgb, masks))["norm"].value == "batch"
+    assert choices(*folder(tmp_path / "colour", colour, masks))["norm"].value == "batch"
+
+
 def test_instance_maps_get_a_border_width_from_their_object_size(tmp_path):
-    small = choices(*folder(tmp_path / "small", grey(4, 96), instance_maps(4)))["sigma"]  # discs 19 px across
-    three_times = [np.kron(m, np.ones((3, 3), m.dtype)) for m in instance_maps(4)]  # the same discs, 57 px across
-    large = choices(*folder(tmp_path / "large", grey(4, 288), three_times))["sigma"]
-    assert 1 <= small.value < large.value < 5 and "px across" in small.reason, (small, large)
-    assert large.value == pytest.approx(3 * small.value, abs=0.2)
+    def scaled(times: int) -> list[np.ndarray]:  # the discs of instance_maps, 19 * times px across
+        return [np.kron(m, np.ones((times, times), m.dtype)) for m in instance_maps(4)]
+
+    small = choices(*folder(tmp_path / "small", grey(4, 288), scaled(3)))["sigma"]
+    large = choices(*folder(tmp_path / "large", grey(4, 480), scaled(5)))["sigma"]
+    assert 2 < small.value < large.value < 5 and "px across" in small.reason, (small, large)
+    assert large.value == pytest.approx(5 / 3 * small.value, abs=0.2)
+    assert choices(*folder(tmp_path / "tiny", grey(4, 96), instance_maps(4)))["sigma"].value == 2, "at least 2 px"
     assert "sigma" not in choices(*em(tmp_path / "em")), "EM keeps the paper's sigma"
 
 

@@ -65,8 +65,8 @@ def make_plan(pairs: list[Pair], data: DataConfig, model: ModelConfig, given: di
     fp = fingerprint(pairs, data, given.get("lazy_above_mpix", RunConfig.lazy_above_mpix))  # read as training reads them
     # the user chose the validation (names, folds, a share) or a refit, which needs a hold-out
     fixed_hold_out = bool(given.get("val_names") or given.get("folds") or given.get("refit")) or "val_fraction" in given
-    rules = choose(fp, model, memory_mb, transfer=given.get("init") is not None, fixed_hold_out=fixed_hold_out,
-                   timed=given.get("time_budget") is not None)
+    rules = choose(fp, model, memory_mb, transfer=given.get("init") is not None, chosen=frozenset(given),
+                   fixed_hold_out=fixed_hold_out, timed=given.get("time_budget") is not None)
     choices = tuple(
         Choice(option, given[option], "given", True) if option in given else Choice(option, value, reason)
         for option, (value, reason) in rules.items()

@@ -73,7 +73,7 @@ def build_context(job: Job, device: torch.device, world: distributed.World, buil
     config, run = resolve(recipe.train, job.run, net, train_set)
     if not job.resume:  # a resumed run restores its own weights
         load_first_weights(net, config)
-    net = net.to(device, memory_format=training_memory_format(job.run))
+    net = net.to(device, memory_format=training_memory_format(job.run, model_config.norm, device))
     prepare_encoder(net, config, config.batch_size // world.size)
     class_weights = _class_weights(config, train_set, data_config)
     data_config = dataclasses.replace(data_config, class_weights=None if class_weights is None else tuple(map(float, class_weights)))

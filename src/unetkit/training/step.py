@@ -8,6 +8,7 @@ import torch
 
 from ..config import TrainConfig
 from ..data import augment_batch
+from ..devices import training_memory_format
 from . import distributed
 from .context import Context
 from .transfer import param_groups
@@ -111,7 +112,8 @@ class AugmentingCollate:
     """A DataLoader's collate_fn that also augments (`augment`): the batch leaves the loader ready for the step."""
 
     def __init__(self, ctx: Context):
-        self.config, self.channels_last = ctx.config.augment, ctx.run.channels_last
+        self.config = ctx.config.augment
+        self.memory_format = training_memory_format(ctx.run, ctx.model_config.norm, ctx.device)
         self.input_size, self.target_size = ctx.dataset.target + 2 * ctx.dataset.margin, ctx.dataset.target
 
     def __call__(self, items: list[dict]) -> dict:
@@ -120,6 +122,5 @@ class AugmentingCollate:
     def augment(self, batch: dict) -> dict:
         """The batch the step trains on: augmented, the target cropped to the model's output (valid padding)."""
         image, mask, weight = augment_batch(batch, self.config, input_size=self.input_size, target_size=self.target_size)
-        if self.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+        image = image.contiguous(memory_format=self.memory_format)
         return {"image": image, "mask": mask, **({"weight": weight} if weight is not None else {})}
