@@ -165,7 +165,21 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("amazon_forest", "accuracy_datasets-20261203-100028.json", ("iou_non_forest",), "monai-BasicUNet"),
                     ("amazon_forest", "accuracy_datasets-20261203-100004.json", ("iou_non_forest",)),
                     ("amazon_forest", "accuracy_datasets-20261203-101758.json", ("iou_non_forest",)),
-                    ("dsb2018", "accuracy_datasets-20261203-101856.json", ("ap", "ap_50", "mean_iou"))]
+                    ("dsb2018", "accuracy_datasets-20261203-101856.json", ("ap", "ap_50", "mean_iou")),
+                    ("amazon_forest", "accuracy_datasets-20261203-110715.json", ("iou_non_forest",)),  # session 16: stride-2 stem
+                    ("amazon_forest", "accuracy_datasets-20261203-112502.json", ("iou_non_forest",)),
+                    ("amazon_forest", "accuracy_datasets-20261203-114205.json", ("iou_non_forest",)),
+                    ("dubai_aerial", "accuracy_datasets-20261203-110751.json", ("mean_iou_5_classes",)),
+                    ("dubai_aerial", "accuracy_datasets-20261203-120154.json", ("mean_iou_5_classes",)),
+                    ("dsb2018", "accuracy_datasets-20261203-112537.json", ("ap", "ap_50", "mean_iou")),  # (sigma 3.1)
+                    ("dsb2018", "accuracy_datasets-20261203-114301.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-120238.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-122040.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-122039.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-124122.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-124121.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-125923.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-125844.json", ("ap", "ap_50", "mean_iou"), "monai-UNet")]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
 DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json",
