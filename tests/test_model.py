@@ -6,6 +6,7 @@ from torch import nn
 
 from unetkit import ModelConfig, UNet, create_model
 from unetkit.model import PRESETS, build_model, count_parameters, summarize
+from unetkit.model.layers import InstanceNorm
 
 
 def conv_layers(model):
@@ -217,3 +218,26 @@ def test_every_preset_builds_and_runs(name):
     with torch.inference_mode():
         out = model(torch.zeros(1, 1, *size))
     assert out.shape[1] == 2
+
+
+def test_instance_norm_in_nhwc_matches_torch_values_and_gradients():
+    """unetkit's instance norm runs NHWC input as one batch norm per sample: the same numbers as PyTorch's op."""
+    torch.manual_seed(0)
+    ours, torchs = InstanceNorm(8, affine=True), nn.InstanceNorm2d(8, affine=True)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2)
+        ours.bias.uniform_(-1, 1)
+    torchs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 8, 17, 13) * 3 + 1
+    x_nhwc = x.clone().to(memory_format=torch.channels_last).requires_grad_()
+    x_plain = x.clone().requires_grad_()
+    y_nhwc, y_plain = ours(x_nhwc), torchs(x_plain)
+    grad = torch.randn_like(y_plain)
+    (y_nhwc * grad).sum().backward()
+    (y_plain * grad).sum().backward()
+    assert y_nhwc.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y_nhwc, y_plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x_nhwc.grad, x_plain.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, torchs.weight.grad, atol=1e-4, rtol=1e-5)
+    traced = torch.jit.trace(ours.eval(), x_nhwc[:2].detach())  # traced: the plain op, any batch size
+    torch.testing.assert_close(traced(x_nhwc.detach()), torchs.eval()(x), atol=1e-5, rtol=1e-5)

@@ -287,7 +287,7 @@ class RunConfig:
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA (bf16 where the GPU has it, else fp16)
     cpu_bf16: bool | None = None  # bf16 autocast on a CPU; None: on where the CPU has it natively (AVX512-BF16 or AMX)
-    channels_last: bool = True  # NHWC: faster convolutions on CPUs (oneDNN), tensor cores; CPU instance/group norm: not (slower)
+    channels_last: bool = True  # NHWC: faster convolutions on CPUs (oneDNN), tensor cores; CPU group norm: not (slower)
     val_share: float = 0.05  # validation (with BN calibration) at most this share of the training time; >= 1: every epoch
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable runs
     save_every: int = 0  # also checkpoint every N steps (always: each epoch, at the end, on stop)
