@@ -179,7 +179,9 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("dsb2018", "accuracy_datasets-20261203-124122.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261203-124121.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261203-125923.json", ("ap", "ap_50", "mean_iou")),
-                    ("dsb2018", "accuracy_datasets-20261203-125844.json", ("ap", "ap_50", "mean_iou"), "monai-UNet")]
+                    ("dsb2018", "accuracy_datasets-20261203-125844.json", ("ap", "ap_50", "mean_iou"), "monai-UNet"),
+                    ("dsb2018", "accuracy_datasets-20261203-144256.json", ("ap", "ap_50", "mean_iou")),  # session 17: NHWC instance norm
+                    ("dsb2018", "accuracy_datasets-20261203-144244.json", ("ap", "ap_50", "mean_iou"))]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
 DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json",

@@ -204,8 +204,9 @@ def test_class_weighting_and_loss_follow_the_class_shares(tmp_path):
     halves = [np.where(rng.random((48, 48)) < 0.5, 255, 0).astype(np.uint8) for _ in range(4)]
     balanced = choices(*folder(tmp_path / "balanced", grey(4, 48), halves))
     assert (balanced["class_weights"].value, balanced["loss"].value) == ("none", "ce")
-    instances = choices(*folder(tmp_path / "instances", grey(4, 96), instance_maps(4)))["loss"]  # objects on half the pixels: not rare
-    assert instances.value == "ce+dice" and "instance" in instances.reason
+    instances = choices(*folder(tmp_path / "instances", grey(4, 96), instance_maps(4)))  # objects on half the pixels: not rare
+    assert instances["loss"].value == "ce+dice" and "instance" in instances["loss"].reason
+    assert instances["class_weights"].value == "none" and "instance" in instances["class_weights"].reason
 
 
 def test_validation_held_out_by_group_by_random_draw_or_by_name(tmp_path):

