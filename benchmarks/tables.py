@@ -181,7 +181,15 @@ DATASET_VARIANTS = [("dsb2018", "accuracy_datasets-20261202-053957.json", ("ap",
                     ("dsb2018", "accuracy_datasets-20261203-125923.json", ("ap", "ap_50", "mean_iou")),
                     ("dsb2018", "accuracy_datasets-20261203-125844.json", ("ap", "ap_50", "mean_iou"), "monai-UNet"),
                     ("dsb2018", "accuracy_datasets-20261203-144256.json", ("ap", "ap_50", "mean_iou")),  # session 17: NHWC instance norm
-                    ("dsb2018", "accuracy_datasets-20261203-144244.json", ("ap", "ap_50", "mean_iou"))]
+                    ("dsb2018", "accuracy_datasets-20261203-144244.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-150049.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-150057.json", ("ap", "ap_50", "mean_iou")),
+                    ("dsb2018", "accuracy_datasets-20261203-151715-2.json", ("ap", "ap_50", "mean_iou"), "monai-UNet"),
+                    ("dsb2018", "accuracy_datasets-20261203-151715.json", ("ap", "ap_50", "mean_iou"), "monai-UNet"),
+                    ("dsb2018", "accuracy_datasets-20261203-153711.json", ("ap", "ap_50", "mean_iou")),  # 95303fd: no class weights
+                    ("dsb2018", "accuracy_datasets-20261203-153630.json", ("ap", "ap_50", "mean_iou"), "monai-UNet"),
+                    ("dsb2018", "accuracy_datasets-20261203-155633.json", ("ap", "ap_50", "mean_iou"), "monai-BasicUNet"),
+                    ("dsb2018", "accuracy_datasets-20261203-155638.json", ("ap", "ap_50", "mean_iou"), "monai-BasicUNet")]
 # Session 10, on its machine: plan and `norm=instance` runs (10 min, one core, seed 0), each scored with its best and its
 # last weights (`benchmarks/datasets_weights.py`; the first JSON was made by its first draft, same scoring)
 DATASET_WEIGHTS = ["accuracy_datasets-weights-20261202-140847.json", "accuracy_datasets-weights-20261202-141713.json",

@@ -48,7 +48,7 @@ def autocast_dtype(run, device) -> object | None:
 def training_memory_format(run, norm: str, device):
     """channels_last (NHWC, faster convolutions) unless RunConfig `run` switched it off, or the model's `norm` is
     group norm on a CPU: NHWC is slower there (a default-preset step of 4 x 256^2, bf16, one thread: 1,246 ms in
-    NHWC against 477 contiguous; batch norm 329 against 800; unetkit's instance norm 314 in NHWC)."""
+    NHWC against 477 contiguous; in NHWC batch norm 329, unetkit's instance norm 314)."""
     import torch
 
     group_on_cpu = norm == "group" and torch.device(device).type == "cpu"
