@@ -241,3 +241,8 @@ def test_instance_norm_in_nhwc_matches_torch_values_and_gradients():
     torch.testing.assert_close(ours.weight.grad, torchs.weight.grad, atol=1e-4, rtol=1e-5)
     traced = torch.jit.trace(ours.eval(), x_nhwc[:2].detach())  # traced: the plain op, any batch size
     torch.testing.assert_close(traced(x_nhwc.detach()), torchs.eval()(x), atol=1e-5, rtol=1e-5)
+    running = InstanceNorm(8, affine=True, track_running_stats=True)  # running statistics: torch's op, in eval too
+    running(x_nhwc.detach())
+    torchs_running = nn.InstanceNorm2d(8, affine=True, track_running_stats=True)
+    torchs_running.load_state_dict(running.state_dict())
+    torch.testing.assert_close(running.eval()(x_nhwc.detach()), torchs_running.eval()(x), atol=1e-5, rtol=1e-5)
